@@ -1,0 +1,86 @@
+"""Activations, in numerically stable forms.
+
+* ``sigmoid(x)``: two branches on ``e = exp(-|x|)``: ``1/(1+e)`` for x >= 0 and
+  ``e/(1+e)`` for x < 0, so no exponential ever overflows.
+* ``softplus(x) = log(1 + e^x) = max(x, 0) + log1p(exp(-|x|))``: finite for
+  every finite x (the naive form overflows in float32 from x ~ 89).
+* ``log_sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))``.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..tensor import Tensor, make_result
+from .arith import mul, neg, sub, where
+
+
+def tanh_backward(g, out, needs):
+    # d tanh(a)/da = 1 - tanh(a)^2
+    return (mul(g, sub(1.0, mul(out, out))),)
+
+
+def tanh(a: Tensor) -> Tensor:
+    """Elementwise hyperbolic tangent."""
+    return make_result(backend.array_module(a.data).tanh(a.data), (a,), tanh_backward)
+
+
+def _stable_sigmoid(xp, x):
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_backward(g, out, needs):
+    # d sigma(a)/da = sigma(a) (1 - sigma(a))
+    return (mul(g, mul(out, sub(1.0, out))),)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """Elementwise logistic function ``1 / (1 + e^-a)``, stable for any finite input."""
+    return make_result(_stable_sigmoid(backend.array_module(a.data), a.data), (a,), sigmoid_backward)
+
+
+def softplus_backward(g, out, needs):
+    # d softplus(a)/da = sigma(a)
+    return (mul(g, sigmoid(out._parents[0])),)
+
+
+def softplus(a: Tensor) -> Tensor:
+    """Elementwise ``log(1 + e^a)``, computed as ``max(a, 0) + log1p(exp(-|a|))``."""
+    xp = backend.array_module(a.data)
+    x = a.data
+    data = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+    return make_result(data, (a,), softplus_backward)
+
+
+def log_sigmoid_backward(g, out, needs):
+    # d log sigma(a)/da = 1 - sigma(a) = sigma(-a)
+    return (mul(g, sigmoid(neg(out._parents[0]))),)
+
+
+def log_sigmoid(a: Tensor) -> Tensor:
+    """Elementwise ``log(sigmoid(a))``, computed as ``min(a, 0) - log1p(exp(-|a|))``."""
+    xp = backend.array_module(a.data)
+    x = a.data
+    data = xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+    return make_result(data, (a,), log_sigmoid_backward)
+
+
+def relu_backward(g, out, needs):
+    return (where(out._parents[0].data > 0, g, 0.0),)
+
+
+def relu(a: Tensor) -> Tensor:
+    """Elementwise ``max(a, 0)``; the gradient at 0 is 0."""
+    return make_result(backend.array_module(a.data).maximum(a.data, 0), (a,), relu_backward)
+
+
+def leaky_relu_backward(g, out, needs):
+    a = out._parents[0]
+    return (where(a.data > 0, g, mul(g, out._ctx)),)
+
+
+def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """Elementwise ``a`` for a > 0, ``negative_slope * a`` otherwise."""
+    xp = backend.array_module(a.data)
+    data = xp.where(a.data > 0, a.data, a.data * negative_slope)
+    return make_result(data, (a,), leaky_relu_backward, ctx=negative_slope)
