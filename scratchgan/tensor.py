@@ -563,14 +563,16 @@ def _unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     """Sum a gradient of a broadcast shape back to the input's ``shape``."""
     from .ops import reshape, sum as sum_  # noqa: PLC0415 - ops import this module
 
-    extra = g.ndim - len(shape)
-    if extra < 0:
-        raise RuntimeError(f"internal error: gradient of shape {g.shape} for an input of shape {shape}")
-    axes = tuple(range(extra)) + tuple(
-        extra + i for i, size in enumerate(shape) if size == 1 and g.shape[extra + i] != 1
-    )
+    g_shape = g.data.shape
+    extra = len(g_shape) - len(shape)
+    axes = list(range(extra))  # leading axes that broadcasting added
+    for i, size in enumerate(shape):
+        if extra < 0 or size != 1 and size != g_shape[extra + i]:  # not a broadcast of ``shape``: a wrong rule
+            raise RuntimeError(f"internal error: gradient of shape {g_shape} for an input of shape {shape}")
+        if size != g_shape[extra + i]:  # a size-1 axis that broadcasting stretched
+            axes.append(extra + i)
     if axes:
-        g = sum_(g, axis=axes)
+        g = sum_(g, axis=tuple(axes))
     if g.shape != shape:
         g = reshape(g, shape)
     return g
@@ -626,7 +628,9 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
     results: dict[int, Tensor] = {}
     handed: set[int] = set()  # arrays already given to a leaf: never give one twice
     saved_mode = _mode.grad_enabled
+    anomaly = _mode.anomaly
     _mode.grad_enabled = create_graph
+    _mode.anomaly = False  # a rule's inner ops are checked below, under the name of the op being differentiated
     try:
         for node in reversed(order):
             g = pending.pop(id(node), None)
@@ -660,7 +664,7 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                     continue
                 if pg.shape != parent.data.shape:
                     pg = _unbroadcast(pg, parent.data.shape)
-                if _mode.anomaly:
+                if anomaly:
                     _check_finite(pg.data, f"op '{op_name(rule)}' (backward)")
                 previous = pending.get(id(parent))
                 pending[id(parent)] = pg if previous is None else previous + pg
@@ -670,6 +674,7 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                 node._backward = _freed_backward
     finally:
         _mode.grad_enabled = saved_mode
+        _mode.anomaly = anomaly
 
     if inputs is None:
         return None

@@ -82,5 +82,6 @@ def leaky_relu_backward(g, out, needs):
 def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
     """Elementwise ``a`` for a > 0, ``negative_slope * a`` otherwise."""
     xp = backend.array_module(a.data)
+    negative_slope = float(negative_slope)  # a Python float takes a's dtype (a NumPy float64 would promote float32)
     data = xp.where(a.data > 0, a.data, a.data * negative_slope)
     return make_result(data, (a,), leaky_relu_backward, ctx=negative_slope)

@@ -105,6 +105,8 @@ def pow(a, b) -> Tensor:  # noqa: A001 - mirrors torch.pow
     ``log(a)``, so ``a`` must be positive there.
     """
     if isinstance(b, (int, float)) and isinstance(a, Tensor):
+        if isinstance(b, float):
+            b = float(b)  # a NumPy float64 exponent would turn float32 data into float64
         return make_result(a.data ** b, (a,), pow_scalar_backward, ctx=b)
     return _elementwise("pow", "power", a, b, pow_backward)
 
@@ -128,15 +130,17 @@ def matmul(a, b) -> Tensor:
     a, b = binary_operands(a, b, "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: inputs must not be 0-d, got shapes {a.shape} and {b.shape}; use mul for scalars")
-    if a.ndim == 1:
-        return reshape(matmul(reshape(a, (1, a.shape[0])), b), b.shape[:-2] + b.shape[-1:])
-    if b.ndim == 1:
-        return reshape(matmul(a, reshape(b, (b.shape[0], 1))), a.shape[:-1])
-    if a.shape[-1] != b.shape[-2]:
+    inner = b.shape[-2] if b.ndim > 1 else b.shape[0]  # the axis of b that meets a's last axis
+    if a.shape[-1] != inner:
         raise ValueError(
             f"matmul: shapes {a.shape} and {b.shape} are not aligned: "
-            f"{a.shape[-1]} (last axis of the first) != {b.shape[-2]} (second-to-last of the second)"
+            f"{a.shape[-1]} (last axis of the first) != {inner} "
+            f"({'second-to-last' if b.ndim > 1 else 'only'} axis of the second)"
         )
+    if a.ndim == 1:  # a row vector; vector @ vector is 0-d
+        return reshape(matmul(reshape(a, (1, a.shape[0])), b), b.shape[:-2] + b.shape[-1:] if b.ndim > 1 else ())
+    if b.ndim == 1:
+        return reshape(matmul(a, reshape(b, (b.shape[0], 1))), a.shape[:-1])
     try:
         data = backend.array_module(a.data).matmul(a.data, b.data)
     except ValueError:
@@ -242,6 +246,9 @@ def clip(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch.clamp's
         raise ValueError("clip: give at least one of min and max")
     if min is not None and max is not None and min > max:
         raise ValueError(f"clip: min ({min}) is greater than max ({max})")
+    # bounds act as Python floats, which take the tensor's dtype (a NumPy float64 would promote float32 data)
+    min = float(min) if isinstance(min, float) else min  # noqa: A001
+    max = float(max) if isinstance(max, float) else max  # noqa: A001
     data = backend.array_module(a.data).clip(a.data, min, max)
     return make_result(data, (a,), clip_backward, ctx=(min, max))
 

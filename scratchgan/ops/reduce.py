@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
-
 from ..tensor import Tensor, make_result
 from .arith import div, mul
 

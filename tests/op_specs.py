@@ -1,0 +1,184 @@
+"""Declarative op specs (in the spirit of MyGrad's op factory): each op is declared once.
+
+A spec says how to call the op, its number of inputs, the values they take
+(bounds, kinks to keep away from, or element strategies), how their shapes are
+drawn, and whether its second derivative is nonzero. :func:`cases` turns a spec
+into a hypothesis strategy of :class:`Case`; the generic test bodies are in
+``test_ops.py`` (float64 gradients) and ``test_autograd.py`` (float32 vs float64).
+Adding an op is one line, e.g. ``OpSpec("hinge", lambda x: ops.relu(1 - x), kinks=(1.0,))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+from hypothesis import strategies as st
+
+from scratchgan import ops
+
+KINK_MARGIN = 1e-3  # inputs stay this far from kinks: 1000x the finite-difference step
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    fn: Callable  # fn(*tensors, **kwargs) -> Tensor
+    arity: int = 1
+    shapes: Any = "unary"  # "unary" | "broadcast" | "matmul" | "reduce" | a strategy of a list of shapes
+    bounds: tuple = (-3.0, 3.0)  # one (lo, hi) for all inputs, or one per input
+    kinks: tuple = ()  # values every input keeps KINK_MARGIN away from
+    elements: tuple | None = None  # one element strategy per input (overrides bounds and kinks)
+    unique: bool = False  # no repeated values within an input (no ties for max/min)
+    kwargs: Callable | None = None  # shapes -> strategy of a dict of keyword arguments
+    second_order: bool = False  # second derivative nonzero: gradgradcheck it
+    allow_empty: bool = True  # shapes may have size-0 axes
+    min_dims: int = 0
+
+    def __repr__(self) -> str:  # short pytest ids
+        return self.name
+
+
+@dataclass
+class Case:
+    arrays: list  # float64 host arrays, one per input
+    kwargs: dict
+    seed: int  # for the random upstream gradient
+
+    def call(self, spec: OpSpec, *tensors):
+        return spec.fn(*tensors, **self.kwargs)
+
+
+def _elements(spec: OpSpec, i: int):
+    if spec.elements is not None:
+        return spec.elements[i]
+    lo, hi = spec.bounds[i] if isinstance(spec.bounds[0], tuple) else spec.bounds
+    kinks = spec.kinks
+    return st.floats(lo, hi).filter(lambda v: all(abs(v - k) > KINK_MARGIN for k in kinks))
+
+
+def _shapes(spec: OpSpec, max_side: int, max_dims: int):
+    min_side = 0 if spec.allow_empty else 1
+    # half the draws are "rich" (2+ axes of 2+ elements), where layout bugs show; the rest reach 0-d and size 0
+    shape = st.one_of(hnp.array_shapes(min_dims=2, max_dims=max_dims, min_side=2, max_side=max_side),
+                      hnp.array_shapes(min_dims=spec.min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side))
+    if spec.shapes in ("unary", "reduce"):
+        return shape.map(lambda s: [s])
+    if spec.shapes == "broadcast":  # inputs broadcast to the drawn shape
+        return shape.flatmap(lambda base: hnp.mutually_broadcastable_shapes(
+            num_shapes=spec.arity, base_shape=base, max_dims=max_dims, min_side=min_side, max_side=max_side,
+        )).map(lambda r: list(r.input_shapes))
+    if spec.shapes == "matmul":
+        return hnp.mutually_broadcastable_shapes(
+            signature=np.matmul.signature, max_dims=2, min_side=min_side, max_side=max_side
+        ).map(lambda r: list(r.input_shapes))
+    return spec.shapes
+
+
+def reduce_kwargs(shapes):
+    """axis: None, one int (maybe negative) or a tuple of axes; keepdims: bool."""
+    ndim = len(shapes[0])
+    axes = st.none()
+    if ndim:
+        axes = st.one_of(st.none(), st.integers(-ndim, ndim - 1), hnp.valid_tuple_axes(ndim))
+    return st.fixed_dictionaries({"axis": axes, "keepdims": st.booleans()})
+
+
+@st.composite
+def cases(draw, spec: OpSpec, max_side: int = 3, max_dims: int = 4) -> Case:
+    """A hypothesis strategy of test cases for ``spec``."""
+    shapes = draw(_shapes(spec, max_side, max_dims))
+    arrays = [
+        draw(hnp.arrays(np.float64, shape, elements=_elements(spec, min(i, spec.arity - 1)),
+                        fill=st.nothing(), unique=spec.unique))
+        for i, shape in enumerate(shapes)
+    ]
+    kwargs = draw(spec.kwargs(shapes)) if spec.kwargs else {}
+    return Case(arrays, kwargs, draw(st.integers(0, 2**32 - 1)))
+
+
+# --------------------------------------------------------------------------- custom shapes and arguments
+
+
+@st.composite
+def _concat_shapes(draw):
+    base = list(draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3)))
+    axis = draw(st.integers(0, len(base) - 1))
+    sizes = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+    return [tuple(base[:axis] + [n] + base[axis + 1:]) for n in sizes]
+
+
+def _concat_kwargs(shapes):
+    first, ndim = shapes[0], len(shapes[0])
+    fits = [ax for ax in range(ndim) if all(s[:ax] + s[ax + 1:] == first[:ax] + first[ax + 1:] for s in shapes)]
+    return _kw("axis", st.sampled_from(fits).flatmap(lambda ax: st.sampled_from([ax, ax - ndim])))
+
+
+def _kw(key, values):  # a strategy of {key: value}
+    return st.fixed_dictionaries({key: values})
+
+
+def _reshapes(s):
+    return st.sampled_from([(-1,), s[::-1], (1,) + s, (int(np.prod(s)), 1), s + (1,)])
+
+
+def _array_indices(shape):  # integer arrays, repeats and negative indices included
+    return hnp.integer_array_indices(shape, result_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4))
+
+
+def _conditions(shapes):
+    cond_shape = st.sampled_from([(), shapes[0], np.broadcast_shapes(*shapes)])
+    return cond_shape.flatmap(lambda s: hnp.arrays(bool, s, fill=st.nothing()))
+
+
+_CLIP_BOUNDS = [{"lo": -0.5, "hi": 0.8}, {"lo": -0.5, "hi": None}, {"lo": None, "hi": 0.8}]
+_nonzero = st.floats(0.5, 2.0).flatmap(lambda v: st.sampled_from([v, -v]))  # a denominator: |b| in [0.5, 2]
+_grid_a = st.integers(-48, 48).map(lambda i: i / 16 + 1 / 32)  # a and b never tie: |a - b| >= 1/32
+_grid_b = st.integers(-48, 48).map(lambda i: i / 16)
+_distinct = st.integers(-400, 400).map(lambda i: i / 128)  # with unique=True: no ties, gaps >= 1/128
+
+SPECS = [
+    OpSpec("add", ops.add, 2, "broadcast"),
+    OpSpec("sub", ops.sub, 2, "broadcast"),
+    OpSpec("mul", ops.mul, 2, "broadcast", second_order=True),
+    OpSpec("div", ops.div, 2, "broadcast", elements=(st.floats(-3, 3), _nonzero), second_order=True),
+    OpSpec("neg", ops.neg),
+    OpSpec("pow_scalar", lambda x, p: ops.pow(x, p), bounds=(0.5, 2.0), second_order=True,
+           kwargs=lambda s: _kw("p", st.sampled_from([2, 3, 0.5, -1.5, 1.7]))),
+    OpSpec("pow_tensor", ops.pow, 2, "broadcast", bounds=((0.5, 2.0), (-2.0, 2.0)), second_order=True),
+    OpSpec("matmul", ops.matmul, 2, "matmul", second_order=True),
+    OpSpec("exp", ops.exp, second_order=True),
+    OpSpec("log", ops.log, bounds=(0.1, 3.0), second_order=True),
+    OpSpec("sqrt", ops.sqrt, bounds=(0.1, 3.0), second_order=True),
+    OpSpec("abs", ops.abs, kinks=(0.0,)),
+    OpSpec("tanh", ops.tanh, second_order=True),
+    OpSpec("sigmoid", ops.sigmoid, bounds=(-6.0, 6.0), second_order=True),
+    OpSpec("relu", ops.relu, kinks=(0.0,)),
+    OpSpec("leaky_relu", lambda x: ops.leaky_relu(x, 0.2), kinks=(0.0,)),
+    OpSpec("softplus", ops.softplus, bounds=(-6.0, 6.0), second_order=True),
+    OpSpec("log_sigmoid", ops.log_sigmoid, bounds=(-6.0, 6.0), second_order=True),
+    OpSpec("sum", ops.sum, shapes="reduce", kwargs=reduce_kwargs),
+    OpSpec("mean", ops.mean, shapes="reduce", kwargs=reduce_kwargs, allow_empty=False),
+    OpSpec("max", ops.max, shapes="reduce", kwargs=reduce_kwargs, elements=(_distinct,), unique=True,
+           allow_empty=False),
+    OpSpec("min", ops.min, shapes="reduce", kwargs=reduce_kwargs, elements=(_distinct,), unique=True,
+           allow_empty=False),
+    OpSpec("reshape", ops.reshape, kwargs=lambda s: _kw("shape", _reshapes(s[0]))),
+    OpSpec("transpose", ops.transpose,
+           kwargs=lambda s: _kw("axes", st.one_of(st.permutations(range(len(s[0]))).map(tuple), st.none()))),
+    OpSpec("concatenate", lambda *ts, axis: ops.concatenate(ts, axis=axis), 3, _concat_shapes(),
+           kwargs=_concat_kwargs),
+    OpSpec("getitem_basic", ops.getitem, kwargs=lambda s: _kw("index", hnp.basic_indices(s[0], allow_newaxis=True))),
+    OpSpec("getitem_array", ops.getitem, kwargs=lambda s: _kw("index", _array_indices(s[0])), min_dims=1,
+           allow_empty=False),
+    OpSpec("maximum", ops.maximum, 2, "broadcast", elements=(_grid_a, _grid_b)),
+    OpSpec("minimum", ops.minimum, 2, "broadcast", elements=(_grid_a, _grid_b)),
+    OpSpec("clip", lambda x, lo, hi: ops.clip(x, lo, hi), kinks=(-0.5, 0.8),
+           kwargs=lambda s: st.sampled_from(_CLIP_BOUNDS)),
+    OpSpec("where", lambda a, b, cond: ops.where(cond, a, b), 2, "broadcast",
+           kwargs=lambda s: _kw("cond", _conditions(s))),
+]
+
+SECOND_ORDER = [s for s in SPECS if s.second_order]

@@ -1,0 +1,184 @@
+"""Generic gradient tests, run for every op declared in ``tests/op_specs.py`` (float64).
+
+First order, per op and drawn case: central differences against the engine's
+vector-Jacobian product for a random upstream gradient, shapes and dtypes of
+the gradients, no mutation, no shared memory, exact zeros for a zero upstream
+gradient, identical results on a second (retained) backward, and the sum of k
+contributions for a node used k times. Second order: ``gradgradcheck`` for
+every op whose second derivative is nonzero, and the WGAN-GP penalty of a
+2-layer MLP checked with respect to its weights and its input.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import scratchgan as sg
+from scratchgan import backend as sgb
+from scratchgan import ops
+from op_specs import SECOND_ORDER, SPECS, OpSpec, cases
+
+EPS, ATOL, RTOL = 1e-6, 1e-5, 1e-3  # PROTOCOLS.md, gradient checks
+
+
+def leaves(arrays):
+    return [sg.Tensor(a, dtype="float64", requires_grad=True) for a in arrays]
+
+
+def host(t):
+    return None if t is None else t.numpy()
+
+
+def numerical_vjp(f, arrays, upstream):
+    """Central differences of ``sum(f(*arrays) * upstream)``, one element at a time."""
+
+    def value(arrs):
+        with sg.no_grad():
+            out = f(*[sg.Tensor(a, dtype="float64") for a in arrs])
+        return float((out.numpy() * upstream).sum())
+
+    grads = []
+    for i, a in enumerate(arrays):
+        g = np.zeros_like(a)
+        for j in np.ndindex(a.shape):
+            work = [x.copy() for x in arrays]
+            work[i][j] = a[j] + EPS
+            plus = value(work)
+            work[i][j] = a[j] - EPS
+            g[j] = (plus - value(work)) / (2 * EPS)
+        grads.append(g)
+    return grads
+
+
+def shares_memory(x, y) -> bool:
+    return bool(sgb.array_module(x).shares_memory(x, y))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+@given(data=st.data())
+def test_first_order(backend, spec: OpSpec, data):
+    case = data.draw(cases(spec), label="case")
+    f = lambda *ts: case.call(spec, *ts)  # noqa: E731
+    xs = leaves(case.arrays)
+    out = f(*xs)
+    upstream = np.random.default_rng(case.seed).standard_normal(out.shape)
+    g_out = sg.Tensor(upstream, dtype="float64")
+    before = [x.data.copy() for x in xs], g_out.data.copy()
+
+    grads = sg.grad(out, xs, grad_outputs=g_out, retain_graph=True, allow_unused=True)
+
+    # shape, dtype, backend of every gradient; inputs and upstream untouched
+    for x, g in zip(xs, grads):
+        assert g is not None and g.shape == x.shape and g.dtype == x.dtype and g.backend == backend
+    for x, b in zip(xs, before[0]):
+        assert (x.data == b).all()
+    assert (g_out.data == before[1]).all()
+
+    # no two gradients share memory, nor with an input or the upstream gradient
+    arrays = [g.data for g in grads]
+    for p, q in itertools.combinations(arrays, 2):
+        assert not shares_memory(p, q)
+    for g in arrays:
+        assert not shares_memory(g, g_out.data)
+        assert not any(shares_memory(g, x.data) for x in xs)
+
+    # against central differences
+    expected = numerical_vjp(f, case.arrays, upstream)
+    for i, (g, e) in enumerate(zip(grads, expected)):
+        np.testing.assert_allclose(host(g), e, rtol=RTOL, atol=ATOL, err_msg=f"{spec.name}: input {i}")
+
+    # a second backward through the retained graph gives identical results
+    again = sg.grad(out, xs, grad_outputs=g_out, retain_graph=True)
+    for g, h in zip(grads, again):
+        assert np.array_equal(host(g), host(h))
+
+    # a zero upstream gradient gives exact zeros
+    zeros = sg.grad(out, xs, grad_outputs=sg.zeros_like(out), retain_graph=True)
+    for z in zeros:
+        assert not host(z).any()
+
+    # a node used k times gets the sum of k contributions
+    k = data.draw(st.integers(2, 3), label="k")
+    total = out
+    for _ in range(k - 1):
+        total = total + out
+    summed = sg.grad(total, xs, grad_outputs=g_out)
+    for g, s in zip(grads, summed):
+        np.testing.assert_allclose(host(s), k * host(g), rtol=1e-12, atol=1e-300)  # atol: subnormals
+
+
+BINARY = [s for s in SPECS if s.shapes in ("broadcast", "matmul") and s.arity == 2]
+
+
+@pytest.mark.parametrize("spec", BINARY, ids=repr)
+@given(data=st.data())
+def test_input_fed_to_both_operands(spec: OpSpec, data):
+    """f(x, x): x gets the sum of the gradients for each operand (ties included for maximum/minimum)."""
+    case = data.draw(cases(spec), label="case")
+    x_array = case.arrays[1] if spec.name == "div" else case.arrays[0]  # div: a nonzero denominator
+    if spec.name == "matmul":
+        x_array = np.random.default_rng(case.seed).standard_normal((3, 3))
+    case.arrays = [x_array, x_array.copy()]
+    if spec.name == "where":
+        case.kwargs["cond"] = np.random.default_rng(case.seed).random(x_array.shape) < 0.5
+    x = sg.Tensor(x_array, dtype="float64", requires_grad=True)
+    out = case.call(spec, x, x)
+    upstream = np.random.default_rng(case.seed).standard_normal(out.shape)
+    (gx,) = sg.grad(out, [x], grad_outputs=sg.Tensor(upstream, dtype="float64"))
+    a, b = leaves(case.arrays)
+    ga, gb = sg.grad(case.call(spec, a, b), [a, b], grad_outputs=sg.Tensor(upstream, dtype="float64"))
+    np.testing.assert_allclose(gx.numpy(), ga.numpy() + gb.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("spec", SECOND_ORDER, ids=repr)
+@given(data=st.data())
+def test_second_order(backend, spec: OpSpec, data):
+    case = data.draw(cases(spec, max_side=3, max_dims=3), label="case")
+    xs = leaves(case.arrays)
+    assert sg.gradgradcheck(lambda *ts: case.call(spec, *ts), xs, eps=EPS, atol=ATOL, rtol=RTOL, seed=case.seed % 1000)
+
+
+# --------------------------------------------------------------------------- WGAN-GP shape
+
+
+def gradient_penalty(x, w1, b1, w2, b2, act):
+    """mean((||grad_x D(x)||_2 - 1)^2) for D(x) = act(x W1 + b1) W2 + b2."""
+    critic = ops.matmul(act(ops.matmul(x, w1) + b1), w2) + b2
+    (gx,) = sg.grad(critic.sum(), [x], create_graph=True)
+    norm = ops.sqrt((gx * gx).sum(axis=1) + 1e-12)
+    return ((norm - 1.0) ** 2).mean()
+
+
+@pytest.mark.parametrize("act", [ops.tanh, ops.softplus], ids=["tanh", "softplus"])
+def test_gradient_penalty_gradcheck(backend, act):
+    rng = np.random.default_rng(0)
+    shapes = {"x": (4, 3), "w1": (3, 5), "b1": (5,), "w2": (5, 1), "b2": (1,)}
+    params = [sg.Tensor(rng.standard_normal(s), dtype="float64", requires_grad=True) for s in shapes.values()]
+    fn = lambda x, w1, b1, w2, b2: gradient_penalty(x, w1, b1, w2, b2, act)  # noqa: E731
+    assert sg.gradcheck(fn, params, eps=EPS, atol=ATOL, rtol=RTOL)
+    # the penalty's gradient reaches the input and every weight but the output bias (D's slope ignores b2)
+    *grads, g_b2 = sg.grad(fn(*params), params, allow_unused=True)
+    assert all(np.abs(g.numpy()).sum() > 0 for g in grads) and g_b2 is None
+
+
+def test_matmul_vector_cases():
+    """1-D operands follow NumPy: a row vector on the left, a column on the right, 0-d for two vectors."""
+    rng = np.random.default_rng(1)
+    for sa, sb in [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((4, 2, 3), (3,)), ((3,), (4, 3, 2))]:
+        a, b = leaves([rng.standard_normal(sa), rng.standard_normal(sb)])
+        out = ops.matmul(a, b)
+        np.testing.assert_allclose(out.numpy(), a.numpy() @ b.numpy(), rtol=1e-12)
+        assert sg.gradcheck(ops.matmul, [a, b])
+
+
+def test_getitem_repeated_indices_add_up():
+    x = sg.Tensor(np.arange(4.0), dtype="float64", requires_grad=True)
+    (x[[0, 0, 3, 0]] * sg.Tensor([1.0, 2.0, 3.0, 4.0], dtype="float64")).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [7.0, 0.0, 0.0, 3.0])
+    y = sg.Tensor(np.ones((2, 3)), dtype="float64", requires_grad=True)
+    assert sg.gradgradcheck(lambda y: y[np.array([1, 1]), 1:] * y[0, 1:], [y])  # indexing twice differentiable
