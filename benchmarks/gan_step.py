@@ -1,0 +1,318 @@
+"""Time the reference GAN training step: scratchgan vs PyTorch vs hand-written.
+
+The reference step (docs/performance.md): G 100-256-256-256-784 (ReLU, tanh),
+D 784-256-256-256-1 (ReLU, logit), float32, non-saturating loss on logits,
+Adam(2e-4, (0.5, 0.999)) for both; one D update on a real batch and a detached
+fake batch, then one G update on fresh noise.
+
+Variants, interleaved in one run (A, B, C, A, B, C, ...) so that the machine's
+noise hits them alike:
+
+* ``scratchgan``: the library, written as a user would write the step;
+* ``torch``: the same model in PyTorch eager (skipped when torch is missing);
+* ``handwritten``: the same step by hand without autograd (the floor);
+* on CuPy also ``scratchgan-graph`` (the step captured as a CUDA graph) and
+  ``torch-graph`` (PyTorch's CUDA-graph replay).
+
+Before timing, it checks in float64 that scratchgan and the hand-written step
+compute the same update from the same weights and inputs.
+
+Usage::
+
+    python benchmarks/gan_step.py                       # NumPy, B = 64 256 1024
+    python benchmarks/gan_step.py --backend cupy        # GPU, B = 64 256 1024 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import scratchgan as sg  # noqa: E402
+from handwritten import D_SIZES, G_SIZES, HandwrittenGAN, init_params  # noqa: E402
+from scratchgan import backend, losses, nn, optim  # noqa: E402
+
+LR, BETAS = 2e-4, (0.5, 0.999)
+
+
+# --------------------------------------------------------------------------- the variants
+
+
+def _load_linear_stack(module, params):
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    for layer, (w, b) in zip(linears, zip(params[0::2], params[1::2])):
+        layer.weight.data[...] = backend.asarray(w)
+        layer.bias.data[...] = backend.asarray(b)
+
+
+class ScratchganGAN:
+    """The reference step with scratchgan, as the trainer writes it."""
+
+    def __init__(self, g_params, d_params, dtype="float32"):
+        def mlp(sizes, out):
+            layers = []
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+                layers.append(nn.Linear(a, b, dtype=dtype))
+                layers.append(nn.ReLU() if i < len(sizes) - 2 else out)
+            return nn.Sequential(*[m for m in layers if m is not None])
+
+        self.G = mlp(G_SIZES, nn.Tanh())
+        self.D = mlp(D_SIZES, None)
+        _load_linear_stack(self.G, g_params)
+        _load_linear_stack(self.D, d_params)
+        self.opt_g = optim.Adam(self.G.parameters(), lr=LR, betas=BETAS)
+        self.opt_d = optim.Adam(self.D.parameters(), lr=LR, betas=BETAS)
+
+    def step(self, real, z_d, z_g):
+        real, z_d, z_g = sg.Tensor._wrap(real), sg.Tensor._wrap(z_d), sg.Tensor._wrap(z_g)
+        with sg.no_grad():
+            fake = self.G(z_d)
+        self.opt_d.zero_grad()
+        loss_d = losses.d_loss("ns", self.D(real), self.D(fake))
+        loss_d.backward()
+        self.opt_d.step()
+        self.opt_g.zero_grad()
+        loss_g = losses.g_loss("ns", self.D(self.G(z_g)))
+        g_params = list(self.G.parameters())
+        # only G's gradients are needed: grad() walks the part of the graph that leads to them
+        for p, g in zip(g_params, sg.grad(loss_g, g_params)):
+            p.grad = g
+        self.opt_g.step()
+
+    def parameters(self):
+        return [p.data for p in self.G.parameters()] + [p.data for p in self.D.parameters()]
+
+
+class TorchGAN:
+    """The reference step in PyTorch eager."""
+
+    def __init__(self, g_params, d_params, device="cpu", dtype="float32"):
+        import torch  # noqa: PLC0415
+
+        self.torch = torch
+        tdtype = getattr(torch, dtype)
+
+        def mlp(params, tanh):
+            layers = []
+            n = len(params) // 2
+            for i in range(n):
+                w, b = params[2 * i], params[2 * i + 1]
+                lin = torch.nn.Linear(*w.shape).to(device=device, dtype=tdtype)
+                with torch.no_grad():
+                    lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+                    lin.bias.copy_(torch.from_numpy(b))
+                layers.append(lin)
+                if i < n - 1:
+                    layers.append(torch.nn.ReLU())
+                elif tanh:
+                    layers.append(torch.nn.Tanh())
+            return torch.nn.Sequential(*layers)
+
+        self.G = mlp(g_params, True)
+        self.D = mlp(d_params, False)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=LR, betas=BETAS)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=LR, betas=BETAS)
+        self.bce = torch.nn.BCEWithLogitsLoss()
+        self.device = device
+
+    def step(self, real, z_d, z_g):
+        torch = self.torch
+        with torch.no_grad():
+            fake = self.G(z_d)
+        self.opt_d.zero_grad(set_to_none=True)
+        lr_, lf = self.D(real), self.D(fake)
+        loss_d = self.bce(lr_, torch.ones_like(lr_)) + self.bce(lf, torch.zeros_like(lf))
+        loss_d.backward()
+        self.opt_d.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        lg = self.D(self.G(z_g))
+        self.bce(lg, torch.ones_like(lg)).backward()
+        self.opt_g.step()
+
+    def parameters(self):
+        return [p.detach().cpu().numpy().T if p.ndim == 2 else p.detach().cpu().numpy()
+                for p in list(self.G.parameters()) + list(self.D.parameters())]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Inputs:
+    """A pool of 'real' images and noise drawn in float32 on the active device."""
+
+    def __init__(self, batch, xp, module_for, seed=0):
+        rng = np.random.default_rng(seed)
+        self.real = [module_for(rng.uniform(-1, 1, (batch, 784)).astype(np.float32)) for _ in range(4)]
+        self.noise = [module_for(rng.standard_normal((batch, 100), dtype=np.float32)) for _ in range(8)]
+        self.i = 0
+
+    def next(self):
+        i = self.i = self.i + 1
+        return self.real[i % 4], self.noise[(2 * i) % 8], self.noise[(2 * i + 1) % 8]
+
+
+def _make_variant(name, batch, use_gpu, seed=0):
+    rng = np.random.default_rng(seed)
+    g_params = init_params(G_SIZES, rng)
+    d_params = init_params(D_SIZES, rng)
+    if name == "handwritten":
+        xp = backend.xp
+        model = HandwrittenGAN(g_params, d_params, xp=xp, lr=LR, betas=BETAS)
+        return model, Inputs(batch, xp, xp.asarray), backend.synchronize
+    if name == "scratchgan":
+        model = ScratchganGAN(g_params, d_params)
+        return model, Inputs(batch, backend.xp, backend.xp.asarray), backend.synchronize
+    if name == "torch":
+        import torch  # noqa: PLC0415
+
+        device = "cuda" if use_gpu else "cpu"
+        model = TorchGAN(g_params, d_params, device=device)
+        sync = torch.cuda.synchronize if use_gpu else (lambda: None)
+        return model, Inputs(batch, None, lambda a: torch.from_numpy(a).to(device)), sync
+    raise ValueError(name)
+
+
+# --------------------------------------------------------------------------- correctness
+
+
+def check_same_update(seed=0, batch=32) -> float:
+    """One step of scratchgan and of the hand-written code from the same state, in float64."""
+    rng = np.random.default_rng(seed)
+    g_params = init_params(G_SIZES, rng, np.float64)
+    d_params = init_params(D_SIZES, rng, np.float64)
+    real = rng.uniform(-1, 1, (batch, 784))
+    z_d, z_g = rng.standard_normal((batch, 100)), rng.standard_normal((batch, 100))
+    xp = backend.xp
+    hand = HandwrittenGAN(g_params, d_params, xp=xp, lr=LR, betas=BETAS)
+    ours = ScratchganGAN(g_params, d_params, dtype="float64")
+    for _ in range(2):
+        hand.step(xp.asarray(real), xp.asarray(z_d), xp.asarray(z_g))
+        ours.step(xp.asarray(real), xp.asarray(z_d), xp.asarray(z_g))
+    worst = 0.0
+    before = g_params + d_params
+    for p0, a, b in zip(before, hand.parameters(), ours.parameters()):
+        da, db = backend.to_numpy(a) - p0, backend.to_numpy(b) - p0
+        worst = max(worst, float(np.max(np.abs(da - db))) / LR)
+    if not worst < 1e-6:
+        raise SystemExit(f"scratchgan and the hand-written step disagree: max |update difference| = {worst:.3g} lr")
+    return worst
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _time_steps(model, inputs, sync, steps) -> float:
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.step(*inputs.next())
+    sync()
+    return steps / (time.perf_counter() - start)
+
+
+def _peak_rss_mb(variant, batch, steps, backend_name) -> float | None:
+    """Peak resident memory of a fresh process that runs ``steps`` steps of one variant."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--batch-sizes", str(batch),
+           "--steps", str(steps), "--backend", backend_name]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def _worker(variant, batch, steps, use_gpu):
+    model, inputs, sync = _make_variant(variant, batch, use_gpu)
+    _time_steps(model, inputs, sync, steps)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions per variant (median reported)")
+    parser.add_argument("--seconds", type=float, default=0.6, help="approximate length of one repetition")
+    parser.add_argument("--steps", type=int, default=30, help="steps for the peak-memory workers")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    sg.set_backend(args.backend)
+    use_gpu = args.backend == "cupy"
+    if args.worker:
+        return _worker(args.worker, args.batch_sizes[0], args.steps, use_gpu)
+    batch_sizes = args.batch_sizes or ([64, 256, 1024, 4096] if use_gpu else [64, 256, 1024])
+
+    variants = ["scratchgan", "handwritten"]
+    try:
+        import torch  # noqa: PLC0415
+
+        variants.append("torch")
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+        print("note: torch is not installed; the PyTorch reference is skipped (pip install torch)")
+
+    worst = check_same_update()
+    print(f"check: scratchgan and hand-written updates agree in float64 (max difference {worst:.2e} x lr)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; "
+          f"numpy {np.__version__}; torch {torch_version}; backend {args.backend}")
+
+    results = []
+    for batch in batch_sizes:
+        models = {v: _make_variant(v, batch, use_gpu) for v in variants}
+        # calibrate the number of steps per repetition on the slowest variant, after warm-up
+        rates = {v: _time_steps(*models[v], steps=3) for v in variants}
+        steps = max(3, int(args.seconds * min(rates.values())))
+        samples = {v: [] for v in variants}
+        for _ in range(args.repeats):
+            for v in variants:
+                samples[v].append(_time_steps(*models[v], steps=steps))
+        row = {"batch": batch, "steps_per_rep": steps}
+        for v in variants:
+            row[v] = statistics.median(samples[v])
+        # ratios per interleaved pair, then their median
+        if "torch" in variants:
+            row["vs_torch"] = statistics.median(a / b for a, b in zip(samples["scratchgan"], samples["torch"]))
+        row["vs_handwritten"] = statistics.median(a / b for a, b in zip(samples["scratchgan"], samples["handwritten"]))
+        if not args.no_memory:
+            for v in variants:
+                row[f"rss_{v}"] = _peak_rss_mb(v, batch, args.steps, args.backend)
+        results.append(row)
+        print(json.dumps(row), flush=True)
+
+    unit = "steps/s"
+    header = f"| B | scratchgan {unit} | handwritten {unit} | torch {unit} | vs torch | vs handwritten |"
+    if not args.no_memory:
+        header += " peak RSS MB (sg / hand / torch) |"
+    print()
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for r in results:
+        line = (f"| {r['batch']} | {r['scratchgan']:.1f} | {r['handwritten']:.1f} | "
+                f"{r.get('torch', float('nan')):.1f} | {r.get('vs_torch', float('nan')):.2f}x | {r['vs_handwritten']:.2f} |")
+        if not args.no_memory:
+            rss = [r.get(f"rss_{v}") for v in ("scratchgan", "handwritten", "torch")]
+            line += " " + " / ".join("-" if x is None else f"{x:.0f}" for x in rss) + " |"
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"backend": args.backend, "torch": torch_version, "numpy": np.__version__, "rows": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
