@@ -1,0 +1,230 @@
+"""Training loop: exact resume, reproducibility, outputs, NaN and Ctrl-C handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchgan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scratchgan.config import ConfigError, TrainConfig
+from scratchgan.train import Trainer, TrainingError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(**overrides) -> TrainConfig:
+    """A config small enough that a run takes a fraction of a second."""
+    base = dict(data="grid25", z_dim=4, g_hidden=(16,), d_hidden=(16,), batch_size=32, steps=6,
+                log_every=1, sample_every=1000, checkpoint_every=1000, eval_samples=200, ema_decay=0.9)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def write_tiny_mnist(folder: Path, n=60, classes=3) -> Path:
+    """A Keras-style npz of small 'digits' (distinct bright blocks per class)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % classes
+    x = rng.integers(0, 40, (n, 8, 8)).astype(np.uint8)
+    for i, label in enumerate(y):
+        x[i, 2 * label:2 * label + 3, 1:7] = 250
+    path = folder / "mnist.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:12], y_test=y[:12])
+    return path
+
+
+def flat_arrays(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flat_arrays(v, f"{prefix}{k}/"))
+        elif isinstance(v, np.ndarray):
+            out[prefix + k] = v
+    return out
+
+
+def assert_bitwise_equal(a: dict, b: dict):
+    fa, fb = flat_arrays(a), flat_arrays(b)
+    assert fa.keys() == fb.keys()
+    assert len(fa) > 10
+    for k in fa:
+        assert fa[k].dtype == fb[k].dtype, k
+        assert np.array_equal(fa[k].view(np.uint8), fb[k].view(np.uint8)), f"{k} differs"
+
+
+RESUME_CASES = {
+    "ns": dict(loss="ns"),
+    "wgan-gp": dict(loss="wgan-gp", n_critic=2),
+    "wgan": dict(loss="wgan", n_critic=2),
+    "hinge-r1": dict(loss="hinge", r1=1.0),
+    "conditional-images": dict(loss="lsgan", data="mnist", conditional=True, embed_dim=3),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_is_bitwise_exact(tmp_path, case):
+    """N steps straight == k steps, save, resume in a fresh process, N - k steps (CPU)."""
+    overrides = dict(RESUME_CASES[case])
+    if overrides.get("data") == "mnist":
+        overrides["data_path"] = str(write_tiny_mnist(tmp_path))
+    straight = Trainer(tiny(steps=6, **overrides), tmp_path / "straight")
+    straight.run(progress=False)
+
+    Trainer(tiny(steps=3, **overrides), tmp_path / "split").run(progress=False)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "scratchgan.cli", "train", "--resume", "--out",
+                           str(tmp_path / "split"), "--steps", "6", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.npz")
+    assert a["step"] == b["step"] == 6
+    assert a["rng"] == b["rng"]
+    assert_bitwise_equal(a, b)
+    # the metrics log has each step once, in order
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_same_seed_same_run_other_seed_differs(tmp_path):
+    a = Trainer(tiny(seed=3), tmp_path / "a")
+    a.run(progress=False)
+    b = Trainer(tiny(seed=3), tmp_path / "b")
+    b.run(progress=False)
+    c = Trainer(tiny(seed=4), tmp_path / "c")
+    c.run(progress=False)
+    assert_bitwise_equal(a.state(), b.state())
+    assert not np.array_equal(a.sample(10, seed=0), c.sample(10, seed=0))
+
+
+def test_run_writes_its_outputs(tmp_path):
+    trainer = Trainer(tiny(), tmp_path / "run")
+    result = trainer.run(progress=False)
+    folder = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "samples.png", "losses.png", "eval.json"):
+        assert (folder / name).stat().st_size > 0, name
+    record = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("step", "d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "steps_per_sec"):
+        assert key in record and np.isfinite(record[key]), key
+    assert 0 <= record["d_real"] <= 1 and 0 <= record["d_fake"] <= 1  # probabilities for the ns loss
+    assert json.loads((folder / "eval.json").read_text()) == result
+    assert 0 <= result["modes_captured"] <= 25 and 0 <= result["high_quality_frac"] <= 1
+    assert (folder / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("loss", ["gan", "ns", "wgan", "wgan-gp", "lsgan", "hinge"])
+def test_every_loss_trains_a_few_steps(tmp_path, loss):
+    trainer = Trainer(tiny(loss=loss, steps=3, n_critic=1), tmp_path / loss)
+    trainer.run(progress=False)
+    assert trainer.step == 3
+    if loss == "wgan":  # weight clipping after every critic update
+        c = trainer.config.clip_value
+        assert all(float(abs(p.data).max()) <= c for p in trainer.D.parameters())
+
+
+def test_loss_defaults_follow_the_papers():
+    from scratchgan.config import resolve
+
+    wgan = resolve(TrainConfig(loss="wgan"))
+    assert (wgan.optimizer, wgan.lr_d, wgan.clip_value, wgan.n_critic) == ("rmsprop", 5e-5, 0.01, 5)
+    gp = resolve(TrainConfig(loss="wgan-gp"))
+    assert (gp.optimizer, gp.lr_d, tuple(gp.betas), gp.penalty_weight, gp.n_critic) == ("adam", 1e-4, (0.5, 0.9), 10.0, 5)
+    # an explicit value beats the recipe
+    assert resolve(TrainConfig(loss="wgan", lr_d=1e-3)).lr_d == 1e-3
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(tiny(steps=10, checkpoint_every=2), tmp_path / "run")
+    original = Trainer.d_update
+
+    def poisoned(self):
+        record = original(self)
+        if self.step == 4:  # the fifth step
+            record["d_loss"] = float("nan")
+        return record
+
+    monkeypatch.setattr(Trainer, "d_update", poisoned)
+    with pytest.raises(TrainingError, match="NaN or Inf at step 5"):
+        trainer.run(progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.npz")["step"] == 4
+
+
+def test_checkpoint_of_another_shape_is_refused(tmp_path):
+    small = Trainer(tiny(), tmp_path / "small")
+    tree = small.state()
+    big = Trainer(tiny(g_hidden=(32,)), tmp_path / "big")
+    with pytest.raises(CheckpointError, match="does not match"):
+        big.load_state(tree)
+
+
+def test_resume_of_truncated_checkpoint_is_a_clear_error(tmp_path):
+    trainer = Trainer(tiny(), tmp_path / "run")
+    trainer.run(progress=False)
+    path = tmp_path / "run" / "checkpoint.npz"
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="checkpoint.npz"):
+        Trainer.resume(tmp_path / "run")
+
+
+def test_foreign_checkpoint_without_config_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    save_checkpoint(tmp_path / "run" / "checkpoint.npz", {"weights": np.zeros(3)})
+    with pytest.raises(CheckpointError, match="not a scratchgan training checkpoint"):
+        Trainer.resume(tmp_path / "run")
+
+
+def test_bad_config_values_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown loss 'gann'"):
+        Trainer(tiny(loss="gann"), tmp_path / "a")
+    with pytest.raises(ConfigError, match="batch_size"):
+        Trainer(tiny(batch_size=0), tmp_path / "b")
+    with pytest.raises(ConfigError, match="ema_decay"):
+        Trainer(tiny(ema_decay=1.5), tmp_path / "c")
+    with pytest.raises(ConfigError, match="g_activation"):
+        Trainer(tiny(g_activation="swish"), tmp_path / "d")
+
+
+def test_unwritable_output_folder_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(TrainingError, match="cannot write to the output folder"):
+        Trainer(tiny(), blocker / "run")
+
+
+def test_conditional_samples_follow_labels_and_grid_has_a_row_per_class(tmp_path):
+    path = write_tiny_mnist(tmp_path)
+    trainer = Trainer(tiny(data="mnist", data_path=str(path), conditional=True, embed_dim=3, steps=2), tmp_path / "run")
+    trainer.run(progress=False)
+    x = trainer.sample(5, labels=2, seed=0)
+    assert x.shape == (5, 8, 8) and x.min() >= -1 and x.max() <= 1
+    # different labels give different samples from the same noise
+    assert not np.allclose(trainer.sample(5, labels=0, seed=0), x)
+    with pytest.raises(ConfigError, match="not conditional"):
+        Trainer(tiny(steps=1), tmp_path / "plain").sample(3, labels=1)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "scratchgan.cli", "train", "--out", str(out), "--steps", "100000",
+                             "--g-hidden", "16", "--d-hidden", "16", "--batch-size", "16", "--log-every", "1",
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "checkpoint saved" in stdout
+    tree = load_checkpoint(out / "checkpoint.npz")
+    assert 0 < tree["step"] < 100000
