@@ -232,11 +232,26 @@ def _peak_rss_mb(variant, batch, steps, backend_name) -> float | None:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident set size.
+
+    VmHWM belongs to the process image; ru_maxrss would not do: on Linux a
+    child inherits its parent's peak across fork and exec.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _worker(variant, batch, steps, use_gpu):
     model, inputs, sync = _make_variant(variant, batch, use_gpu)
     _time_steps(model, inputs, sync, steps)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
+    print(json.dumps({"peak_rss_mb": _peak_rss_kb() / 1024}))
 
 
 def main(argv=None):

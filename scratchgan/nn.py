@@ -32,7 +32,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from . import backend
-from .ops import getitem, leaky_relu, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
+from .ops import getitem, leaky_relu, linear, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
 from .tensor import Tensor
 
 __all__ = [
@@ -629,6 +629,8 @@ class Linear(Module):
                 f"Linear: input's last axis has size {x.shape[-1] if x.ndim else None} (input shape {x.shape}) "
                 f"but in_features is {self.in_features}"
             )
+        if x.ndim == 2:
+            return linear(x, self.weight, self.bias)  # one fused op on the hot path
         y = matmul(x, self.weight)
         return y if self.bias is None else y + self.bias
 

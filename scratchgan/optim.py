@@ -115,6 +115,7 @@ class Optimizer:
         self.hyper: dict = self._check_hyper(dict(hyper))
         self.state: list[dict] = [{} for _ in params]
         self.step_count: int = 0
+        self._scratch: dict = {}  # per-parameter work buffers (not state: never saved)
 
     # ---- to be provided by subclasses
     def _check_hyper(self, hyper: dict) -> dict:
@@ -355,14 +356,14 @@ class Adam(Optimizer):
         lr, b1, b2, eps, wd = h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"]
         one_minus_b1, one_minus_b2 = 1.0 - b1, 1.0 - b2
         self.step_count += 1
-        for p, st in zip(self.params, self.state):
+        for i, (p, st) in enumerate(zip(self.params, self.state)):
             grad = p.grad
             if grad is None:
                 continue
             x = p.data
             g = grad.data
+            xp = backend.array_module(x)
             if not st:
-                xp = backend.array_module(x)
                 st["step"] = 0
                 st["exp_avg"] = xp.zeros_like(x)
                 st["exp_avg_sq"] = xp.zeros_like(x)
@@ -370,16 +371,23 @@ class Adam(Optimizer):
             m, v = st["exp_avg"], st["exp_avg_sq"]
             if wd != 0:
                 g = g + wd * x
+            # every intermediate goes through one scratch buffer: no allocation per step
+            tmp = self._scratch.get(i)
+            if tmp is None or tmp.shape != x.shape or tmp.dtype != x.dtype:
+                tmp = self._scratch[i] = xp.empty_like(x)
             m *= b1
-            m += one_minus_b1 * g
+            xp.multiply(g, one_minus_b1, out=tmp)
+            m += tmp
             v *= b2
-            v += one_minus_b2 * (g * g)
+            xp.multiply(g, g, out=tmp)
+            tmp *= one_minus_b2
+            v += tmp
             bias_correction1 = 1.0 - b1 ** t
             bias_correction2_sqrt = math.sqrt(1.0 - b2 ** t)
-            denom = backend.array_module(v).sqrt(v)
+            denom = xp.sqrt(v, out=tmp)
             denom /= bias_correction2_sqrt
             denom += eps
-            update = m / denom
+            update = xp.divide(m, denom, out=tmp)
             update *= lr / bias_correction1
             x -= update
 

@@ -137,6 +137,12 @@ _CLIP_BOUNDS = [{"lo": -0.5, "hi": 0.8}, {"lo": -0.5, "hi": None}, {"lo": None, 
 _nonzero = st.floats(0.5, 2.0).flatmap(lambda v: st.sampled_from([v, -v]))  # a denominator: |b| in [0.5, 2]
 _grid_a = st.integers(-48, 48).map(lambda i: i / 16 + 1 / 32)  # a and b never tie: |a - b| >= 1/32
 _grid_b = st.integers(-48, 48).map(lambda i: i / 16)
+@st.composite
+def _linear_shapes(draw):
+    n, k, m = (draw(st.integers(0, 3)) for _ in range(3))
+    return [(n, k), (k, m), (m,)]
+
+
 _distinct = st.integers(-400, 400).map(lambda i: i / 128)  # with unique=True: no ties, gaps >= 1/128
 
 SPECS = [
@@ -149,6 +155,7 @@ SPECS = [
            kwargs=lambda s: _kw("p", st.sampled_from([2, 3, 0.5, -1.5, 1.7]))),
     OpSpec("pow_tensor", ops.pow, 2, "broadcast", bounds=((0.5, 2.0), (-2.0, 2.0)), second_order=True),
     OpSpec("matmul", ops.matmul, 2, "matmul", second_order=True),
+    OpSpec("linear", ops.linear, 3, _linear_shapes(), second_order=True),
     OpSpec("exp", ops.exp, second_order=True),
     OpSpec("log", ops.log, bounds=(0.1, 3.0), second_order=True),
     OpSpec("sqrt", ops.sqrt, bounds=(0.1, 3.0), second_order=True),
