@@ -103,7 +103,9 @@ def check_same_backend(a, b, op: str) -> None:
 
 
 def asarray(data, dtype=None):
-    """Make an array on the active backend (copying from the host when needed)."""
+    """Make an array on the active backend, copying between host and GPU when needed."""
+    if xp is np and type(data).__module__.startswith("cupy"):
+        data = data.get()  # a cupy array given while NumPy is active: copy it to the host
     return xp.asarray(data, dtype=dtype)
 
 
