@@ -384,7 +384,7 @@ class Trainer:
             k, per_row = self.data.num_classes, 10
             labels = np.repeat(np.arange(k), per_row)
             plots.save_image_grid(self.out_dir / "samples.png", self.sample(k * per_row, labels=labels),
-                                  nrow=k, row_labels=[str(i) for i in range(k)])
+                                  nrow=per_row, row_labels=[str(i) for i in range(k)])
         else:
             plots.save_image_grid(self.out_dir / "samples.png", self.sample(100))
         records = _read_jsonl(self.out_dir / METRICS)
