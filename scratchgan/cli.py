@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .config import ACTIVATIONS, LOSSES, TrainConfig
+from .config import ACTIVATIONS, LOSSES, LR_DECAYS, RECIPES, TrainConfig
 
 _DEFAULTS = TrainConfig()
 
@@ -51,7 +51,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-path", default=None, help="folder or .npz for mnist/fashion-mnist (or set SCRATCHGAN_DATA)")
     g = p.add_argument_group("objective")
     g.add_argument("--loss", choices=LOSSES, default=d.loss, help="default %(default)s")
-    g.add_argument("--r1", type=float, default=d.r1, help="R1 penalty weight gamma (0 = off)")
+    g.add_argument("--recipe", choices=RECIPES, default=d.recipe,
+                   help="where unset optimiser options come from: 'paper' (the loss's paper recipe), 'toy' (the "
+                        "tuned 2-D benchmark recipe, ns only: Adam 2e-3/4e-3, betas 0.5,0.9, R1 0.3, linear lr decay) "
+                        "or 'auto' (toy for ns on ring8/grid25, paper otherwise; default)")
+    g.add_argument("--r1", type=float, default=d.r1,
+                   help="R1 penalty weight gamma on real data (0 = off; default: the recipe's, 0.3 toy, 0 paper)")
+    g.add_argument("--pack", type=int, default=d.pack,
+                   help="PacGAN packing: D judges this many samples at once (1 = plain GAN; default %(default)s)")
     g.add_argument("--penalty-weight", type=float, help="WGAN-GP lambda (default 10)")
     g.add_argument("--clip-value", type=float, help="WGAN weight clipping c (default 0.01)")
     g = p.add_argument_group("networks")
@@ -65,11 +72,18 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=d.steps, help="total generator steps (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--optimizer", choices=("adam", "rmsprop", "sgd"), help="default: the loss's recipe")
-    g.add_argument("--lr-g", type=float, help="generator learning rate (default: the loss's recipe)")
-    g.add_argument("--lr-d", type=float, help="discriminator learning rate (TTUR when it differs)")
-    g.add_argument("--betas", type=_float_pair, help="Adam betas, e.g. 0.5,0.999")
-    g.add_argument("--n-critic", type=int, help="D updates per G update (default: the loss's recipe)")
+    g.add_argument("--optimizer", choices=("adam", "rmsprop", "sgd"), help="default: the recipe's")
+    g.add_argument("--lr-g", type=float, help="generator learning rate (default: the recipe's)")
+    g.add_argument("--lr-d", type=float,
+                   help="discriminator learning rate (TTUR when it differs; default: the recipe's)")
+    g.add_argument("--betas", type=_float_pair, help="Adam betas, e.g. 0.5,0.999 (default: the recipe's)")
+    g.add_argument("--n-critic", type=int, help="D updates per G update (default: the recipe's)")
+    g.add_argument("--lr-decay", choices=LR_DECAYS, default=d.lr_decay,
+                   help="learning-rate schedule of both nets: 'none' (constant) or 'linear' (to 0 at --lr-decay-steps; "
+                        "default: the recipe's, linear toy, none paper)")
+    g.add_argument("--lr-decay-steps", type=int, default=d.lr_decay_steps,
+                   help="step at which the linear decay reaches 0, at least --steps (default: the recipe's, 12000 "
+                        "toy; paper: --steps); for a short toy run set it to --steps")
     g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="generator EMA decay (0 = off)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)

@@ -1,10 +1,12 @@
 """The training loop: critic steps, then a generator step, with exact resume.
 
 One *step* is one generator update, preceded by ``n_critic`` discriminator
-updates. Everything random (data batches, noise, fake labels, interpolation
-factors) is drawn from one ``numpy.random.Generator``, whose state the
-checkpoint stores, so that ``k`` steps + resume + ``N - k`` steps reproduce
-``N`` steps bit for bit on the CPU.
+updates; with ``lr_decay="linear"`` both learning rates of step ``t``
+(0-based) are ``lr * (1 - t / max(lr_decay_steps, steps))``. Everything
+random (data batches, noise, fake labels, interpolation factors) is drawn
+from one ``numpy.random.Generator``, whose state the checkpoint stores, so
+that ``k`` steps + resume + ``N - k`` steps reproduce ``N`` steps bit for bit
+on the CPU.
 
 The outputs of a run, in its folder: ``config.json``, ``metrics.jsonl``,
 ``checkpoint.npz``, ``samples.png``, ``losses.png`` and ``eval.json``.
@@ -200,20 +202,31 @@ class Trainer:
         real_out = self.D(real, y_real)
         fake_out = self.D(fake, y_fake)
         loss = losses.d_loss(_loss_kind(c.loss), real_out, fake_out)
-        if c.loss == "wgan-gp" and c.penalty_weight > 0:
-            alpha = self.rng.uniform(size=(c.batch_size, 1)).astype(c.dtype)
-            critic = (lambda x: self.D(x, y_real)) if c.conditional else self.D
-            loss = loss + losses.gradient_penalty(critic, real, fake, weight=c.penalty_weight,
+        gp = c.loss == "wgan-gp" and c.penalty_weight > 0
+        if gp or c.r1 > 0:
+            # penalties on D's own input: with PacGAN packing that is the packed batch (N / pack rows of
+            # pack * dim), so GP interpolates and takes norms per pack and R1 sums a pack's squared gradients
+            critic = self._packed_critic(y_real)
+            real_p = _pack_rows(real, c.pack)
+        if gp:
+            alpha = self.rng.uniform(size=(c.batch_size // c.pack, 1)).astype(c.dtype)
+            loss = loss + losses.gradient_penalty(critic, real_p, _pack_rows(fake, c.pack), weight=c.penalty_weight,
                                                   alpha=self._tensor(alpha))
         if c.r1 > 0:
-            critic = (lambda x: self.D(x, y_real)) if c.conditional else self.D
-            loss = loss + losses.r1_penalty(critic, real, c.r1)
+            loss = loss + losses.r1_penalty(critic, real_p, c.r1)
         loss.backward()
         self.opt_d.step()
         if c.loss == "wgan":
             losses.clip_weights(self.D, c.clip_value)
         return {"d_loss": float(loss.item()), "d_real": _mean_output(c.loss, real_out),
                 "d_fake": _mean_output(c.loss, fake_out)}
+
+    def _packed_critic(self, labels):
+        """``D`` as a function of its packed input (N / pack, pack * dim), one score per row."""
+        pack, D = self.config.pack, self.D
+        if pack == 1:
+            return (lambda x: D(x, labels)) if self.config.conditional else D
+        return lambda u: D(u.reshape(u.shape[0] * pack, u.shape[1] // pack), labels)
 
     def g_update(self) -> dict:
         c = self.config
@@ -229,13 +242,33 @@ class Trainer:
             _ema_update(self.G_ema, self.G, c.ema_decay)
         return {"g_loss": float(loss.item())}
 
+    def lr_factor(self, step: int | None = None) -> float:
+        """Multiplier of both learning rates for the generator update number ``step`` (0-based).
+
+        ``"linear"``: ``1 - step / H`` with the horizon ``H = max(lr_decay_steps, steps)``,
+        so a run of ``H`` steps ends at ``lr / H``. ``H`` does not change when a run
+        is stopped early, so k steps + resume reproduce the straight run exactly.
+        """
+        c = self.config
+        step = self.step if step is None else step
+        if c.lr_decay == "linear":
+            return max(1.0 - step / max(c.lr_decay_steps or 0, c.steps), 0.0)
+        return 1.0
+
+    def _set_lr(self) -> None:
+        factor = self.lr_factor()
+        self.opt_g.lr = self.config.lr_g * factor
+        self.opt_d.lr = self.config.lr_d * factor
+
     def train_step(self) -> dict:
+        self._set_lr()
         record = {}
         for _ in range(self.config.n_critic):
             record.update(self.d_update())
         record["grad_norm_d"] = _grad_norm(self.D.parameters())
         record.update(self.g_update())
         record["grad_norm_g"] = _grad_norm(self.G.parameters())
+        record["lr_g"], record["lr_d"] = self.opt_g.lr, self.opt_d.lr
         self.step += 1
         return record
 
@@ -410,6 +443,11 @@ class Trainer:
 def _loss_kind(loss: str) -> str:
     return {"gan": "minimax", "ns": "ns", "wgan": "wasserstein", "wgan-gp": "wasserstein",
             "lsgan": "lsgan", "hinge": "hinge"}[loss]
+
+
+def _pack_rows(x: Tensor, pack: int) -> Tensor:
+    """(N, dim) -> (N / pack, pack * dim): rows ``pack*i .. pack*i+pack-1`` side by side, as D packs them."""
+    return x if pack == 1 else x.reshape(x.shape[0] // pack, x.shape[1] * pack)
 
 
 def _mean_output(loss: str, out: Tensor) -> float:
