@@ -294,8 +294,11 @@ def main(argv=None):
         rates = {v: _time_steps(*models[v], steps=3) for v in variants}
         steps = max(3, int(args.seconds * min(rates.values())))
         samples = {v: [] for v in variants}
-        for _ in range(args.repeats):
-            for v in variants:
+        for rep in range(args.repeats):
+            # rotate the order, so that no variant always runs right after the same other one
+            # (PyTorch's OpenMP workers keep spinning for a while after its step returns)
+            for v in variants[rep % len(variants):] + variants[:rep % len(variants)]:
+                time.sleep(0.2)
                 samples[v].append(_time_steps(*models[v], steps=steps))
         row = {"batch": batch, "steps_per_rep": steps}
         for v in variants:
