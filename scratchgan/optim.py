@@ -138,6 +138,20 @@ class Optimizer:
     def lr(self, value) -> None:
         self.hyper["lr"] = _number("lr", value, type(self).__name__)
 
+    def _updates(self, weight_decay: float = 0.0):
+        """Yield ``(index, param array, grad array, state)`` for every parameter with a gradient.
+
+        The L2 weight decay is added to the gradient here (``g + wd * p``, as PyTorch's
+        optimisers do), into a new array: the parameter's ``.grad`` is never modified.
+        """
+        for i, (p, st) in enumerate(zip(self.params, self.state)):
+            if p.grad is None:
+                continue
+            x, g = p.data, p.grad.data
+            if weight_decay != 0:
+                g = g + weight_decay * x
+            yield i, x, g, st
+
     def zero_grad(self) -> None:
         """Set ``.grad`` of every parameter to None."""
         for p in self.params:
@@ -272,14 +286,7 @@ class SGD(Optimizer):
         h = self.hyper
         lr, mu, damp, wd, nesterov = h["lr"], h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"]
         self.step_count += 1
-        for p, st in zip(self.params, self.state):
-            grad = p.grad
-            if grad is None:
-                continue
-            x = p.data
-            g = grad.data
-            if wd != 0:
-                g = g + wd * x
+        for _, x, g, st in self._updates(wd):
             if mu != 0:
                 buf = st.get("momentum_buffer")
                 if buf is None:
@@ -356,12 +363,7 @@ class Adam(Optimizer):
         lr, b1, b2, eps, wd = h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"]
         one_minus_b1, one_minus_b2 = 1.0 - b1, 1.0 - b2
         self.step_count += 1
-        for i, (p, st) in enumerate(zip(self.params, self.state)):
-            grad = p.grad
-            if grad is None:
-                continue
-            x = p.data
-            g = grad.data
+        for i, x, g, st in self._updates(wd):
             xp = backend.array_module(x)
             if not st:
                 st["step"] = 0
@@ -369,8 +371,6 @@ class Adam(Optimizer):
                 st["exp_avg_sq"] = xp.zeros_like(x)
             t = st["step"] = st["step"] + 1
             m, v = st["exp_avg"], st["exp_avg_sq"]
-            if wd != 0:
-                g = g + wd * x
             # every intermediate goes through one scratch buffer: no allocation per step
             tmp = self._scratch.get(i)
             if tmp is None or tmp.shape != x.shape or tmp.dtype != x.dtype:
@@ -450,19 +450,12 @@ class RMSprop(Optimizer):
         wd, centered = h["weight_decay"], h["centered"]
         one_minus_alpha = 1.0 - alpha
         self.step_count += 1
-        for p, st in zip(self.params, self.state):
-            grad = p.grad
-            if grad is None:
-                continue
-            x = p.data
-            g = grad.data
+        for _, x, g, st in self._updates(wd):
             xp = backend.array_module(x)
             if not st:
                 st["step"] = 0
                 st["square_avg"] = xp.zeros_like(x)
             st["step"] += 1
-            if wd != 0:
-                g = g + wd * x
             v = st["square_avg"]
             v *= alpha
             v += one_minus_alpha * (g * g)

@@ -52,48 +52,52 @@ _mode = _Mode()
 # --------------------------------------------------------------------------- grad mode
 
 
-class _GradModeContext:
-    """Context manager and decorator that sets whether graphs are recorded."""
+class _ModeSwitch:
+    """Set one switch of ``_mode`` inside a ``with`` block (or a decorated function).
 
-    def __init__(self, enabled: bool):
-        self._enabled = enabled
+    Nested blocks restore the value that was in force before each of them.
+    """
+
+    def __init__(self, attribute: str, value: bool):
+        self._attribute = attribute
+        self._value = value
         self._saved: list[bool] = []
 
     def __enter__(self):
-        self._saved.append(_mode.grad_enabled)
-        _mode.grad_enabled = self._enabled
+        self._saved.append(getattr(_mode, self._attribute))
+        setattr(_mode, self._attribute, self._value)
         return self
 
     def __exit__(self, *exc):
-        _mode.grad_enabled = self._saved.pop()
+        setattr(_mode, self._attribute, self._saved.pop())
         return False
 
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)(self._enabled):
+            with _ModeSwitch(self._attribute, self._value):
                 return fn(*args, **kwargs)
 
         return wrapper
 
 
-def no_grad():
-    """Disable graph recording (context manager or decorator).
+def no_grad() -> _ModeSwitch:
+    """Disable graph recording (context manager, or decorator: ``@no_grad()``).
 
     Ops run inside record nothing, so they are cheaper and their results have
     ``requires_grad=False``.
     """
-    return _GradModeContext(False)
+    return _ModeSwitch("grad_enabled", False)
 
 
-def enable_grad():
+def enable_grad() -> _ModeSwitch:
     """Enable graph recording (context manager or decorator)."""
-    return _GradModeContext(True)
+    return _ModeSwitch("grad_enabled", True)
 
 
-def set_grad_enabled(mode: bool):
+def set_grad_enabled(mode: bool) -> _ModeSwitch:
     """Context manager that enables or disables recording."""
-    return _GradModeContext(bool(mode))
+    return _ModeSwitch("grad_enabled", bool(mode))
 
 
 def is_grad_enabled() -> bool:
@@ -101,33 +105,13 @@ def is_grad_enabled() -> bool:
     return _mode.grad_enabled
 
 
-class detect_anomaly:
+def detect_anomaly(enabled: bool = True) -> _ModeSwitch:
     """Raise at the first op whose forward or backward makes a NaN or Inf.
 
     Use as a context manager (or decorator). Each op's output and each
-    gradient a rule returns is checked, so it is slow; it names the op.
+    gradient a rule returns is checked, so it is slow; the error names the op.
     """
-
-    def __init__(self, enabled: bool = True):
-        self._enabled = enabled
-        self._saved: list[bool] = []
-
-    def __enter__(self):
-        self._saved.append(_mode.anomaly)
-        _mode.anomaly = self._enabled
-        return self
-
-    def __exit__(self, *exc):
-        _mode.anomaly = self._saved.pop()
-        return False
-
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with detect_anomaly(self._enabled):
-                return fn(*args, **kwargs)
-
-        return wrapper
+    return _ModeSwitch("anomaly", bool(enabled))
 
 
 def op_name(rule) -> str:
