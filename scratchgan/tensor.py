@@ -262,7 +262,10 @@ class Tensor:
 
     def to_backend(self, name: str) -> Tensor:
         """A copy of this tensor (a new leaf) on backend ``name``."""
-        return Tensor._wrap(backend.to_backend(self.data, name)).requires_grad_(self.requires_grad)
+        data = backend.to_backend(self.data, name)
+        if data is self.data:  # already there: still a copy, as promised
+            data = data.copy()
+        return Tensor._wrap(data).requires_grad_(self.requires_grad)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place (leaf tensors only); returns self."""

@@ -260,14 +260,21 @@ class Trainer:
         self.opt_g.lr = self.config.lr_g * factor
         self.opt_d.lr = self.config.lr_d * factor
 
-    def train_step(self) -> dict:
+    def train_step(self, with_norms: bool = True) -> dict:
+        """One generator step after ``n_critic`` discriminator steps; returns its record.
+
+        ``with_norms`` adds the gradient norms of both networks (a pass over
+        every gradient, so the loop asks for it only on the steps it logs).
+        """
         self._set_lr()
         record = {}
         for _ in range(self.config.n_critic):
             record.update(self.d_update())
-        record["grad_norm_d"] = _grad_norm(self.D.parameters())
         record.update(self.g_update())
-        record["grad_norm_g"] = _grad_norm(self.G.parameters())
+        if with_norms:
+            # g_update takes G's gradients with grad(): D.grad still holds the last critic update's
+            record["grad_norm_d"] = _grad_norm(self.D.parameters())
+            record["grad_norm_g"] = _grad_norm(self.G.parameters())
         record["lr_g"], record["lr_d"] = self.opt_g.lr, self.opt_d.lr
         self.step += 1
         return record
@@ -290,7 +297,8 @@ class Trainer:
         try:
             with interrupted:
                 while self.step < c.steps:
-                    record = self.train_step()
+                    log_now = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
+                    record = self.train_step(with_norms=log_now)
                     if not all(math.isfinite(record[k]) for k in ("d_loss", "g_loss")):
                         raise TrainingError(
                             f"loss became NaN or Inf at step {self.step} (d_loss={record['d_loss']}, "
@@ -300,7 +308,7 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", refresh=False)
-                    if self.step % c.log_every == 0 or self.step == c.steps:
+                    if log_now:
                         now = time.perf_counter()
                         record["steps_per_sec"] = (self.step - last_step) / max(now - last_time, 1e-9)
                         last_time, last_step = now, self.step
