@@ -146,6 +146,30 @@ class TorchGAN:
                 for p in list(self.G.parameters()) + list(self.D.parameters())]
 
 
+# --------------------------------------------------------------------------- the allocator
+
+
+def pin_malloc_thresholds() -> bool:
+    """Stop glibc from handing large blocks back to the kernel between steps.
+
+    By default glibc serves blocks above a *dynamic* threshold with mmap and
+    returns them with munmap; the threshold moves with the history of frees,
+    so the same step can take 0 or 2,000 page faults (several ms of system
+    time at B=64) depending on which variant happened to run first in the
+    process. Fixing the thresholds makes every variant (PyTorch included) run
+    from a warm heap, whatever the order. Returns False where this is not
+    glibc (the figures are then order-dependent; the benchmark says so).
+    """
+    import ctypes  # noqa: PLC0415
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h; 32 MB is glibc's largest mmap threshold
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -213,13 +237,20 @@ def check_same_update(seed=0, batch=32) -> float:
 # --------------------------------------------------------------------------- timing
 
 
-def _time_steps(model, inputs, sync, steps) -> float:
+def _time_steps(model, inputs, sync, steps, warmup=0, faults=None) -> float:
+    """Steps per second over ``steps`` steps; appends page faults per step to ``faults``."""
+    for _ in range(warmup):
+        model.step(*inputs.next())
     sync()
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for _ in range(steps):
         model.step(*inputs.next())
     sync()
-    return steps / (time.perf_counter() - start)
+    rate = steps / (time.perf_counter() - start)
+    if faults is not None:
+        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / steps)
+    return rate
 
 
 def _peak_rss_mb(variant, batch, steps, backend_name) -> float | None:
@@ -268,6 +299,7 @@ def main(argv=None):
 
     sg.set_backend(args.backend)
     use_gpu = args.backend == "cupy"
+    pinned = pin_malloc_thresholds()
     if args.worker:
         return _worker(args.worker, args.batch_sizes[0], args.steps, use_gpu)
     batch_sizes = args.batch_sizes or ([64, 256, 1024, 4096] if use_gpu else [64, 256, 1024])
@@ -286,23 +318,28 @@ def main(argv=None):
     print(f"check: scratchgan and hand-written updates agree in float64 (max difference {worst:.2e} x lr)")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; "
           f"numpy {np.__version__}; torch {torch_version}; backend {args.backend}")
+    if not pinned:
+        print("note: not glibc; malloc thresholds not pinned, so page faults may differ with the variants' order")
 
     results = []
     for batch in batch_sizes:
         models = {v: _make_variant(v, batch, use_gpu) for v in variants}
         # calibrate the number of steps per repetition on the slowest variant, after warm-up
-        rates = {v: _time_steps(*models[v], steps=3) for v in variants}
-        steps = max(3, int(args.seconds * min(rates.values())))
+        rates = {v: _time_steps(*models[v], steps=10, warmup=5) for v in variants}
+        steps = max(5, int(args.seconds * min(rates.values())))
         samples = {v: [] for v in variants}
+        faults = {v: [] for v in variants}
         for rep in range(args.repeats):
             # rotate the order, so that no variant always runs right after the same other one
             # (PyTorch's OpenMP workers keep spinning for a while after its step returns)
             for v in variants[rep % len(variants):] + variants[:rep % len(variants)]:
                 time.sleep(0.2)
-                samples[v].append(_time_steps(*models[v], steps=steps))
+                # a few untimed steps first: after the pause, caches and clocks are cold for everyone
+                samples[v].append(_time_steps(*models[v], steps=steps, warmup=max(2, steps // 5), faults=faults[v]))
         row = {"batch": batch, "steps_per_rep": steps}
         for v in variants:
             row[v] = statistics.median(samples[v])
+            row[f"faults_{v}"] = statistics.median(faults[v])
         # ratios per interleaved pair, then their median
         if "torch" in variants:
             row["vs_torch"] = statistics.median(a / b for a, b in zip(samples["scratchgan"], samples["torch"]))

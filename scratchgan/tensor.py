@@ -526,23 +526,26 @@ def _freed_backward(g, out, needs):  # pragma: no cover - never called, only com
 def _topological_order(roots) -> list[Tensor]:
     """Every node reachable from ``roots`` that requires grad, parents first.
 
-    Iterative depth-first search, so a graph of any depth is fine.
+    Iterative post-order depth-first search (each node is pushed once), so a
+    graph of any depth is fine.
     """
     order: list[Tensor] = []
     visited: set[int] = set()
-    stack = [(r, False) for r in roots if r.requires_grad]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+    for root in roots:
+        if not root.requires_grad or id(root) in visited:
             continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in visited:
-                stack.append((parent, False))
+        visited.add(id(root))
+        stack = [(root, iter(root._parents))]
+        while stack:
+            node, parents = stack[-1]
+            for parent in parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    visited.add(id(parent))
+                    stack.append((parent, iter(parent._parents)))
+                    break
+            else:  # every parent is placed: the node follows them
+                stack.pop()
+                order.append(node)
     return order
 
 
@@ -637,26 +640,26 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                     continue
             if rule is _freed_backward:
                 raise RuntimeError(
-                    f"trying to backward through the graph a second time (op '{node._ctx}'): its saved values "
+                    f"trying to backward through the graph a second time (op '{op_name(node._ctx)}'): its saved values "
                     "were freed after the first backward; pass retain_graph=True to the first backward()/grad() call"
                 )
             parents = node._parents
             if needed is None:
-                needs = tuple(p.requires_grad for p in parents)
+                needs = tuple([p.requires_grad for p in parents])
             else:
-                needs = tuple(p.requires_grad and id(p) in needed for p in parents)
+                needs = tuple([p.requires_grad and id(p) in needed for p in parents])
             parent_grads = rule(g, node, needs)
             for parent, pg, need in zip(parents, parent_grads, needs):
                 if not need or pg is None:
                     continue
-                if pg.shape != parent.data.shape:
+                if pg.data.shape != parent.data.shape:
                     pg = _unbroadcast(pg, parent.data.shape)
                 if anomaly:
                     _check_finite(pg.data, f"op '{op_name(rule)}' (backward)")
                 previous = pending.get(id(parent))
                 pending[id(parent)] = pg if previous is None else previous + pg
             if not retain_graph:
-                node._ctx = op_name(rule)
+                node._ctx = rule  # kept only to name the op if someone backwards through it again
                 node._parents = ()
                 node._backward = _freed_backward
     finally:

@@ -10,7 +10,7 @@ engine reduces them (see ``tensor._unbroadcast``).
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Tensor, binary_operands, make_result
+from ..tensor import Tensor, binary_operands, is_grad_enabled, make_result
 
 
 def _broadcast_error(op: str, a: Tensor, b: Tensor) -> ValueError:
@@ -116,6 +116,11 @@ def pow(a, b) -> Tensor:  # noqa: A001 - mirrors torch.pow
 
 def matmul_backward(g, out, needs):
     a, b = out._parents
+    if not is_grad_enabled() and a.ndim == 2 and b.ndim == 2:
+        # first-order backward records nothing: the same products on the arrays skip the op plumbing
+        gd = g.data
+        return (Tensor._wrap(gd @ b.data.T) if needs[0] else None,
+                Tensor._wrap(a.data.T @ gd) if needs[1] else None)
     ga = matmul(g, swapaxes(b, -1, -2)) if needs[0] else None
     gb = matmul(swapaxes(a, -1, -2), g) if needs[1] else None
     return ga, gb
@@ -150,6 +155,15 @@ def matmul(a, b) -> Tensor:
 
 def linear_backward(g, out, needs):
     x, w = out._parents[0], out._parents[1]
+    if not is_grad_enabled() and x.ndim == 2:
+        # first-order backward records nothing: the same products on the arrays skip the op plumbing
+        # (create_graph=True takes the differentiable path below, so double backprop is unchanged)
+        gd = g.data
+        grads = (Tensor._wrap(gd @ w.data.T) if needs[0] else None,
+                 Tensor._wrap(x.data.T @ gd) if needs[1] else None)
+        if len(needs) == 3:
+            grads += ((Tensor._wrap(gd.sum(axis=0)) if needs[2] else None),)
+        return grads
     gx = matmul(g, swapaxes(w, -1, -2)) if needs[0] else None
     gw = matmul(swapaxes(x, -1, -2), g) if needs[1] else None
     grads = (gx, gw)
