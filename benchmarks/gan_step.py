@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import scratchgan as sg  # noqa: E402
 from handwritten import D_SIZES, G_SIZES, HandwrittenGAN, init_params  # noqa: E402
-from scratchgan import backend, losses, nn, optim  # noqa: E402
+from scratchgan import backend, cuda_graph, losses, nn, optim  # noqa: E402
 
 LR, BETAS = 2e-4, (0.5, 0.999)
 
@@ -95,6 +95,27 @@ class ScratchganGAN:
         return [p.data for p in self.G.parameters()] + [p.data for p in self.D.parameters()]
 
 
+class ScratchganGraphGAN:
+    """The scratchgan step captured once as a CUDA graph (CuPy), fed through fixed input buffers."""
+
+    def __init__(self, g_params, d_params, batch):
+        self.model = ScratchganGAN(g_params, d_params)
+        self.buffers = [sg.zeros((batch, 784)), sg.zeros((batch, 100)), sg.zeros((batch, 100))]
+        self.captured = None
+
+    def step(self, real, z_d, z_g):
+        for buf, value in zip(self.buffers, (real, z_d, z_g)):
+            buf.data[...] = value
+        if self.captured is None:  # the warmup steps and the captured one are the first steps
+            arrays = [b.data for b in self.buffers]
+            self.captured = cuda_graph.capture(lambda: self.model.step(*arrays), warmup=3)
+        else:
+            self.captured()
+
+    def parameters(self):
+        return self.model.parameters()
+
+
 class TorchGAN:
     """The reference step in PyTorch eager."""
 
@@ -144,6 +165,35 @@ class TorchGAN:
     def parameters(self):
         return [p.detach().cpu().numpy().T if p.ndim == 2 else p.detach().cpu().numpy()
                 for p in list(self.G.parameters()) + list(self.D.parameters())]
+
+
+class TorchGraphGAN(TorchGAN):
+    """PyTorch's CUDA-graph replay of the same step (capturable Adam, static inputs), as its docs show."""
+
+    def __init__(self, g_params, d_params, batch):
+        super().__init__(g_params, d_params, device="cuda")
+        torch = self.torch
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=LR, betas=BETAS, capturable=True)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=LR, betas=BETAS, capturable=True)
+        self.static = [torch.zeros((batch, 784), device="cuda"), torch.zeros((batch, 100), device="cuda"),
+                       torch.zeros((batch, 100), device="cuda")]
+        self.graph = None
+
+    def step(self, real, z_d, z_g):
+        torch = self.torch
+        for buf, value in zip(self.static, (real, z_d, z_g)):
+            buf.copy_(value)
+        if self.graph is None:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    TorchGAN.step(self, *self.static)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                TorchGAN.step(self, *self.static)
+        self.graph.replay()
 
 
 # --------------------------------------------------------------------------- the allocator
@@ -198,11 +248,15 @@ def _make_variant(name, batch, use_gpu, seed=0):
     if name == "scratchgan":
         model = ScratchganGAN(g_params, d_params)
         return model, Inputs(batch, backend.xp, backend.xp.asarray), backend.synchronize
-    if name == "torch":
+    if name == "scratchgan-graph":
+        model = ScratchganGraphGAN(g_params, d_params, batch)
+        return model, Inputs(batch, backend.xp, backend.xp.asarray), backend.synchronize
+    if name in ("torch", "torch-graph"):
         import torch  # noqa: PLC0415
 
         device = "cuda" if use_gpu else "cpu"
-        model = TorchGAN(g_params, d_params, device=device)
+        model = TorchGAN(g_params, d_params, device=device) if name == "torch" else TorchGraphGAN(g_params, d_params,
+                                                                                                  batch)
         sync = torch.cuda.synchronize if use_gpu else (lambda: None)
         return model, Inputs(batch, None, lambda a: torch.from_numpy(a).to(device)), sync
     raise ValueError(name)
@@ -304,11 +358,13 @@ def main(argv=None):
         return _worker(args.worker, args.batch_sizes[0], args.steps, use_gpu)
     batch_sizes = args.batch_sizes or ([64, 256, 1024, 4096] if use_gpu else [64, 256, 1024])
 
-    variants = ["scratchgan", "handwritten"]
+    variants = ["scratchgan", "handwritten"] + (["scratchgan-graph"] if use_gpu else [])
     try:
         import torch  # noqa: PLC0415
 
         variants.append("torch")
+        if use_gpu:
+            variants.append("torch-graph")
         torch_version = torch.__version__
     except ImportError:
         torch_version = None
@@ -344,26 +400,40 @@ def main(argv=None):
         if "torch" in variants:
             row["vs_torch"] = statistics.median(a / b for a, b in zip(samples["scratchgan"], samples["torch"]))
         row["vs_handwritten"] = statistics.median(a / b for a, b in zip(samples["scratchgan"], samples["handwritten"]))
+        if "scratchgan-graph" in variants and "torch-graph" in variants:
+            row["graph_vs_torch_graph"] = statistics.median(
+                a / b for a, b in zip(samples["scratchgan-graph"], samples["torch-graph"]))
         if not args.no_memory:
             for v in variants:
                 row[f"rss_{v}"] = _peak_rss_mb(v, batch, args.steps, args.backend)
         results.append(row)
         print(json.dumps(row), flush=True)
 
-    unit = "steps/s"
-    header = f"| B | scratchgan {unit} | handwritten {unit} | torch {unit} | vs torch | vs handwritten |"
-    if not args.no_memory:
-        header += " peak RSS MB (sg / hand / torch) |"
     print()
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for r in results:
-        line = (f"| {r['batch']} | {r['scratchgan']:.1f} | {r['handwritten']:.1f} | "
-                f"{r.get('torch', float('nan')):.1f} | {r.get('vs_torch', float('nan')):.2f}x | {r['vs_handwritten']:.2f} |")
+    if use_gpu:  # milliseconds per step, as GPU figures are usually given, and the captured variants
+        header = ("| B | scratchgan ms | handwritten ms | torch ms | scratchgan-graph ms | torch-graph ms "
+                  "| vs torch | graph vs torch-graph |")
+        print(header)
+        print("|" + "---|" * (header.count("|") - 1))
+        for r in results:
+            ms = [1e3 / r[v] if v in r else float("nan")
+                  for v in ("scratchgan", "handwritten", "torch", "scratchgan-graph", "torch-graph")]
+            print(f"| {r['batch']} | " + " | ".join(f"{x:.2f}" for x in ms)
+                  + f" | {r.get('vs_torch', float('nan')):.2f}x | {r.get('graph_vs_torch_graph', float('nan')):.2f}x |")
+    else:
+        header = "| B | scratchgan steps/s | handwritten steps/s | torch steps/s | vs torch | vs handwritten |"
         if not args.no_memory:
-            rss = [r.get(f"rss_{v}") for v in ("scratchgan", "handwritten", "torch")]
-            line += " " + " / ".join("-" if x is None else f"{x:.0f}" for x in rss) + " |"
-        print(line)
+            header += " peak RSS MB (sg / hand / torch) |"
+        print(header)
+        print("|" + "---|" * (header.count("|") - 1))
+        for r in results:
+            line = (f"| {r['batch']} | {r['scratchgan']:.1f} | {r['handwritten']:.1f} | "
+                    f"{r.get('torch', float('nan')):.1f} | {r.get('vs_torch', float('nan')):.2f}x | "
+                    f"{r['vs_handwritten']:.2f} |")
+            if not args.no_memory:
+                rss = [r.get(f"rss_{v}") for v in ("scratchgan", "handwritten", "torch")]
+                line += " " + " / ".join("-" if x is None else f"{x:.0f}" for x in rss) + " |"
+            print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"backend": args.backend, "torch": torch_version, "numpy": np.__version__, "rows": results}, f, indent=1)

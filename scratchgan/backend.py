@@ -25,6 +25,7 @@ _INSTALL_HINT = (
 )
 
 _cupy = None  # the imported cupy module, once asked for
+_capturing = False  # True while scratchgan.cuda_graph records a CUDA graph (see matmul)
 _name = "numpy"
 xp = np  # the array module of the active backend
 
@@ -135,6 +136,75 @@ def scatter_add(xp_module, target, index, values) -> None:
         import cupyx  # noqa: PLC0415 - part of CuPy, only reached on that backend
 
         cupyx.scatter_add(target, index, values)
+
+
+def matmul(a, b):
+    """``a @ b``, also while a CUDA graph is being captured.
+
+    CuPy refuses every cuBLAS call during stream capture (cupy/cupy#6290),
+    although cuBLAS GEMMs record into graphs fine. While
+    :func:`scratchgan.cuda_graph.capture` records, 2-D products therefore go
+    to cuBLAS directly (:func:`_gemm_for_capture`); otherwise this is ``@``.
+    """
+    if _capturing and a.ndim == 2 and b.ndim == 2:
+        return _gemm_for_capture(a, b)
+    return a @ b
+
+
+def gemm_operand(x):
+    """``(operation, leading dimension)`` under which cuBLAS reads a row-major matrix ``x`` as ``x^T``.
+
+    cuBLAS is column-major. A row-major (m, k) @ (k, n) product is the
+    column-major ``C^T = B^T A^T`` (n, m), so each operand must be read as its
+    transpose: a C-contiguous matrix already *is* its transpose in
+    column-major order (operation N = 0, leading dimension = its number of
+    columns); an F-contiguous one (a transposed view, as in every backward
+    rule) is itself in column-major order (operation T = 1, leading dimension
+    = its number of rows). Returns None for other strides (copy first).
+    """
+    if x.flags.c_contiguous:
+        return 0, max(1, x.shape[1])
+    if x.flags.f_contiguous:
+        return 1, max(1, x.shape[0])
+    return None
+
+
+def _gemm_for_capture(a, b):
+    """``a @ b`` for 2-D CuPy arrays through cuBLAS's sgemm/dgemm, on the current stream.
+
+    Computes the column-major ``C^T (n, m) = B^T A^T`` into a C-contiguous
+    (m, n) output (see :func:`gemm_operand`).
+    """
+    cupy = _cupy
+    if a.dtype != b.dtype or a.dtype.char not in "fd":
+        return a @ b  # not a float32/float64 GEMM: let CuPy decide (it raises during capture)
+    from cupy_backends.cuda.libs import cublas  # noqa: PLC0415 - part of CuPy, reached only on GPU
+
+    pointer_mode_host = 0  # cublasPointerMode_t
+
+    def column_major(x):
+        layout = gemm_operand(x)
+        if layout is None:
+            x = cupy.ascontiguousarray(x)
+            layout = gemm_operand(x)
+        return (x, *layout)
+
+    m, k = a.shape
+    n = b.shape[1]
+    out = cupy.empty((m, n), dtype=a.dtype)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        out.fill(0)
+        return out
+    b_arr, op_b, ld_b = column_major(b)
+    a_arr, op_a, ld_a = column_major(a)
+    handle = cupy.cuda.device.get_cublas_handle()
+    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)  # the capturing stream
+    cublas.setPointerMode(handle, pointer_mode_host)  # alpha and beta below are host scalars
+    gemm = cublas.sgemm if a.dtype.char == "f" else cublas.dgemm
+    gemm(handle, op_b, op_a, n, m, k, 1.0, b_arr.data.ptr, ld_b, a_arr.data.ptr, ld_a, 0.0, out.data.ptr, n)
+    return out
 
 
 def synchronize() -> None:

@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import backend, kernels
 from .tensor import Tensor
 
 __all__ = ["SGD", "Adam", "Optimizer", "RMSprop"]
@@ -358,12 +358,17 @@ class Adam(Optimizer):
     _all_state_keys = ("step", "exp_avg", "exp_avg_sq")
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient.
+
+        On CuPy each parameter takes one fused kernel (:func:`scratchgan.kernels.adam_update`)
+        that reads ``t`` and ``lr`` from device memory, so the step can be captured in a
+        CUDA graph (:mod:`scratchgan.cuda_graph`) and replayed with the right bias corrections.
+        """
         h = self.hyper
         lr, b1, b2, eps, wd = h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"]
         one_minus_b1, one_minus_b2 = 1.0 - b1, 1.0 - b2
         self.step_count += 1
-        for i, x, g, st in self._updates(wd):
+        for i, x, g, st in self._updates():
             xp = backend.array_module(x)
             if not st:
                 st["step"] = 0
@@ -371,6 +376,12 @@ class Adam(Optimizer):
                 st["exp_avg_sq"] = xp.zeros_like(x)
             t = st["step"] = st["step"] + 1
             m, v = st["exp_avg"], st["exp_avg_sq"]
+            if xp is not np:
+                kernels.adam_update(x, g, m, v, self._device_step(i, t, xp), self._device_lr_array(xp),
+                                    b1, b2, eps, wd)
+                continue
+            if wd != 0:
+                g = g + wd * x
             # every intermediate goes through one scratch buffer: no allocation per step
             tmp = self._scratch.get(i)
             if tmp is None or tmp.shape != x.shape or tmp.dtype != x.dtype:
@@ -390,6 +401,52 @@ class Adam(Optimizer):
             update = xp.divide(m, denom, out=tmp)
             update *= lr / bias_correction1
             x -= update
+
+    # ---- device-side counters (CuPy): what a replayed CUDA graph must see change
+    def _device_step(self, i: int, t: int, xp):
+        """Parameter ``i``'s step count on the GPU, advanced by one (a kernel, so replays advance it too)."""
+        steps = self.__dict__.setdefault("_device_steps", {})
+        counter = steps.get(i)
+        if counter is None:
+            counter = steps[i] = xp.full((1,), t - 1, dtype=xp.float64)
+        counter += 1
+        return counter
+
+    def _device_lr_array(self, xp):
+        """The learning rate as a one-element device array, refreshed when ``lr`` changed."""
+        lr = self.hyper["lr"]
+        current = self.__dict__.get("_device_lr")
+        if current is None or current[1] != lr:
+            self._device_lr = (xp.full((1,), lr, dtype=xp.float64), lr)
+        return self._device_lr[0]
+
+    @property
+    def lr(self) -> float:
+        """The learning rate (settable, validated).
+
+        On CuPy the new value is also written to the device copy the fused
+        kernel reads, so it reaches a captured CUDA graph's next replay.
+        """
+        return self.hyper["lr"]
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self.hyper["lr"] = _number("lr", value, type(self).__name__)
+        current = self.__dict__.get("_device_lr")
+        if current is not None:
+            current[0].fill(self.hyper["lr"])
+            self._device_lr = (current[0], self.hyper["lr"])
+
+    def state_dict(self) -> dict:
+        # after graph replays the host step counts are behind: the GPU holds the true ones
+        for i, counter in self.__dict__.get("_device_steps", {}).items():
+            if self.state[i]:
+                self.state[i]["step"] = int(round(float(counter[0])))
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.__dict__.pop("_device_steps", None)  # rebuilt from the loaded counts at the next step
 
 
 class RMSprop(Optimizer):

@@ -475,7 +475,11 @@ def as_operand(value, like: Tensor, op: str) -> Tensor:
     ref = like.data
     if isinstance(value, (bool, int, float)):
         dtype = ref.dtype if ref.dtype.kind == "f" else None
-        return Tensor._wrap(backend.array_module(ref).asarray(value, dtype=dtype))
+        xp = backend.array_module(ref)
+        if xp is not np:
+            # a fill kernel, not a host-to-device copy: safe inside a captured CUDA graph
+            return Tensor._wrap(xp.full((), value, dtype=dtype if dtype is not None else np.asarray(value).dtype))
+        return Tensor._wrap(xp.asarray(value, dtype=dtype))
     xp = backend.array_module(ref)
     array = value if hasattr(value, "dtype") else np.asarray(value)
     if isinstance(array, np.ndarray) and xp is not np and array.ndim > 0:

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
-from .. import backend
+import numpy as np
+
+from .. import backend, kernels
 from ..tensor import Tensor, is_grad_enabled, make_result
 from .arith import mul, neg, sub
 
@@ -67,10 +69,12 @@ def log_sigmoid(a: Tensor) -> Tensor:
 
 def relu_backward(g, out, needs):
     # a product with the 0/1 mask, not where(): NumPy's where is ~15x slower on large arrays
-    mask = out._parents[0].data > 0
-    if not is_grad_enabled():  # first-order: nothing to record, multiply the arrays directly
-        return (Tensor._wrap(g.data * mask),)
-    return (mul(g, mask),)
+    x = out._parents[0].data
+    if not is_grad_enabled():  # first-order: nothing to record, work on the arrays directly
+        if backend.array_module(x) is not np:
+            return (Tensor._wrap(kernels.relu_grad(g.data, x)),)  # one fused kernel on the GPU
+        return (Tensor._wrap(g.data * (x > 0)),)
+    return (mul(g, x > 0),)
 
 
 def relu(a: Tensor) -> Tensor:

@@ -119,8 +119,8 @@ def matmul_backward(g, out, needs):
     if not is_grad_enabled() and a.ndim == 2 and b.ndim == 2:
         # first-order backward records nothing: the same products on the arrays skip the op plumbing
         gd = g.data
-        return (Tensor._wrap(gd @ b.data.T) if needs[0] else None,
-                Tensor._wrap(a.data.T @ gd) if needs[1] else None)
+        return (Tensor._wrap(backend.matmul(gd, b.data.T)) if needs[0] else None,
+                Tensor._wrap(backend.matmul(a.data.T, gd)) if needs[1] else None)
     ga = matmul(g, swapaxes(b, -1, -2)) if needs[0] else None
     gb = matmul(swapaxes(a, -1, -2), g) if needs[1] else None
     return ga, gb
@@ -147,7 +147,7 @@ def matmul(a, b) -> Tensor:
     if b.ndim == 1:
         return reshape(matmul(a, reshape(b, (b.shape[0], 1))), a.shape[:-1])
     try:
-        data = backend.array_module(a.data).matmul(a.data, b.data)
+        data = backend.matmul(a.data, b.data)
     except ValueError:
         raise ValueError(f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast together") from None
     return make_result(data, (a, b), matmul_backward)
@@ -159,8 +159,8 @@ def linear_backward(g, out, needs):
         # first-order backward records nothing: the same products on the arrays skip the op plumbing
         # (create_graph=True takes the differentiable path below, so double backprop is unchanged)
         gd = g.data
-        grads = (Tensor._wrap(gd @ w.data.T) if needs[0] else None,
-                 Tensor._wrap(x.data.T @ gd) if needs[1] else None)
+        grads = (Tensor._wrap(backend.matmul(gd, w.data.T)) if needs[0] else None,
+                 Tensor._wrap(backend.matmul(x.data.T, gd)) if needs[1] else None)
         if len(needs) == 3:
             grads += ((Tensor._wrap(gd.sum(axis=0)) if needs[2] else None),)
         return grads
@@ -186,7 +186,7 @@ def linear(x, weight, bias=None) -> Tensor:
     if x.shape[1] != weight.shape[0]:
         raise ValueError(f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape} "
                          f"({x.shape[1]} != {weight.shape[0]})")
-    data = x.data @ weight.data
+    data = backend.matmul(x.data, weight.data)
     if bias is None:
         return make_result(data, (x, weight), linear_backward)
     _, bias = binary_operands(x, bias, "linear")

@@ -1,0 +1,248 @@
+"""CUDA-graph capture and the fused CuPy kernels.
+
+The GPU tests skip without CuPy; the CPU tests check what can be checked
+anywhere: the argument errors, and that the NumPy reference of the fused Adam
+kernel is exactly the optimizer's own NumPy update (so comparing the kernel
+with the reference on a GPU compares it with ``optim.Adam``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scratchgan as sg
+from scratchgan import backend, cuda_graph, kernels, losses, nn, optim
+
+needs_gpu = pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
+
+
+# --------------------------------------------------------------------------- anywhere
+
+
+def test_capture_on_numpy_says_it_needs_cupy():
+    with pytest.raises(RuntimeError, match="needs the cupy backend"):
+        cuda_graph.capture(lambda: None)
+
+
+@pytest.mark.parametrize("warmup", [0, -1, 1.5, True, "3"])
+def test_capture_rejects_bad_warmup(warmup):
+    with pytest.raises(ValueError, match="warmup must be an int >= 1"):
+        cuda_graph.capture(lambda: None, warmup=warmup)
+
+
+def test_capture_rejects_non_callable():
+    with pytest.raises(TypeError, match="must be callable"):
+        cuda_graph.capture(42)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_kernel_reference_is_the_optimizer_update(dtype, weight_decay):
+    """The kernel's arithmetic, written with NumPy, gives bitwise Adam's NumPy update over 5 steps."""
+    rng = np.random.default_rng(0)
+    p = sg.Tensor(rng.standard_normal((7, 5)), dtype=dtype, requires_grad=True)
+    opt = optim.Adam([p], lr=3e-3, betas=(0.5, 0.99), eps=1e-8, weight_decay=weight_decay)
+    ref_p, ref_m, ref_v = p.data.copy(), np.zeros_like(p.data), np.zeros_like(p.data)
+    for t in range(1, 6):
+        g = rng.standard_normal((7, 5)).astype(dtype)
+        p.grad = sg.Tensor(g, dtype=dtype)
+        opt.step()
+        kernels.adam_update_reference(ref_p, g, ref_m, ref_v, t, 3e-3, 0.5, 0.99, 1e-8, weight_decay)
+        np.testing.assert_array_equal(ref_p, p.data)
+        np.testing.assert_array_equal(ref_m, opt.state[0]["exp_avg"])
+        np.testing.assert_array_equal(ref_v, opt.state[0]["exp_avg_sq"])
+
+
+def _column_major_gemm(op_a, op_b, m, n, k, a_mem, lda, b_mem, ldb, ldc):
+    """What cuBLAS's gemm computes, emulated: column-major C (m, n) = op(A) op(B), ld = leading dimension."""
+
+    def view(mem, rows, cols, ld):  # element (i, j) of a column-major matrix at mem[i + j * ld]
+        return np.lib.stride_tricks.as_strided(mem, shape=(rows, cols), strides=(mem.itemsize, ld * mem.itemsize))
+
+    A = view(a_mem, *((m, k) if op_a == 0 else (k, m)), lda)
+    B = view(b_mem, *((k, n) if op_b == 0 else (n, k)), ldb)
+    c = np.zeros(ldc * n, dtype=a_mem.dtype)
+    view(c, m, n, ldc)[...] = (A if op_a == 0 else A.T) @ (B if op_b == 0 else B.T)
+    return c
+
+
+@pytest.mark.parametrize("layout", ["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize("shape", [(5, 3, 4), (1, 3, 4), (5, 1, 4), (5, 3, 1)])
+def test_gemm_operands_give_the_row_major_product(layout, shape):
+    """The (operation, leading dimension) choices of the capture-time GEMM, checked on the CPU.
+
+    Row-major ``a @ b`` must come out of one column-major GEMM over the
+    operands' raw memory, for C-contiguous operands and for transposed views.
+    """
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m)).T if layout[0] == "T" else rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T if layout[1] == "T" else rng.standard_normal((k, n))
+    op_b, ld_b = backend.gemm_operand(b)
+    op_a, ld_a = backend.gemm_operand(a)
+    memory = [np.ravel(x, order="K") for x in (b, a)]  # the buffers as they lie in memory
+    c = _column_major_gemm(op_b, op_a, n, m, k, memory[0], ld_b, memory[1], ld_a, ldc=n)
+    np.testing.assert_allclose(c.reshape(m, n), a @ b, rtol=1e-12)
+
+
+def test_gemm_operand_refuses_strided_views():
+    assert backend.gemm_operand(np.zeros((6, 6))[::2, ::2]) is None
+
+
+# --------------------------------------------------------------------------- GPU
+
+
+@pytest.fixture
+def cupy_backend():
+    if not sg.cupy_available():
+        pytest.skip("needs CuPy and a GPU")
+    sg.set_backend("cupy")
+    try:
+        yield backend.xp
+    finally:
+        sg.set_backend("numpy")
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["NN", "NT", "TN", "TT", "outer", "vector"])
+def test_gemm_for_capture_matches_cupy_matmul(cupy_backend, dtype, layout):
+    cp = cupy_backend
+    rng = np.random.default_rng(1)
+    m, k, n = 33, 17, 9
+    if layout == "outer":
+        m, k, n = 33, 1, 9
+    if layout == "vector":
+        m, k, n = 33, 17, 1
+
+    def operand(rows, cols, transposed):
+        host = rng.standard_normal((cols, rows) if transposed else (rows, cols)).astype(dtype)
+        arr = cp.asarray(host)
+        return arr.T if transposed else arr  # a transposed view is F-contiguous, as in the backward rules
+
+    a = operand(m, k, layout in ("TN", "TT"))
+    b = operand(k, n, layout in ("NT", "TT"))
+    expected = cp.asnumpy(cp.matmul(a, b))
+    got = cp.asnumpy(backend._gemm_for_capture(a, b))
+    np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_kernel_matches_reference(cupy_backend, dtype):
+    cp = cupy_backend
+    rng = np.random.default_rng(2)
+    p = rng.standard_normal(1000).astype(dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    dp, dm, dv = cp.asarray(p), cp.asarray(m), cp.asarray(v)
+    lr = cp.full((1,), 1e-3, dtype=cp.float64)
+    for t in range(1, 4):
+        g = rng.standard_normal(1000).astype(dtype)
+        kernels.adam_update(dp, cp.asarray(g), dm, dv, cp.full((1,), t, dtype=cp.float64), lr, 0.5, 0.999, 1e-8, 0.01)
+        kernels.adam_update_reference(p, g, m, v, t, 1e-3, 0.5, 0.999, 1e-8, 0.01)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(cp.asnumpy(dp), p, rtol=tol, atol=tol)
+    np.testing.assert_allclose(cp.asnumpy(dv), v, rtol=tol, atol=tol)
+
+
+@needs_gpu
+def test_relu_grad_kernel(cupy_backend):
+    cp = cupy_backend
+    x = cp.asarray(np.linspace(-2, 2, 101, dtype=np.float32))
+    g = cp.asarray(np.arange(101, dtype=np.float32))
+    np.testing.assert_array_equal(cp.asnumpy(kernels.relu_grad(g, x)), cp.asnumpy(g * (x > 0)))
+
+
+def _tiny_gan(seed):
+    rng = np.random.default_rng(seed)
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 6), nn.Tanh())
+    D = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))
+    for p in list(G.parameters()) + list(D.parameters()):
+        p.data[...] = backend.asarray(rng.uniform(-0.3, 0.3, p.shape).astype(np.float32))
+    return G, D, optim.Adam(G.parameters(), lr=2e-3, betas=(0.5, 0.999)), optim.Adam(D.parameters(), lr=2e-3,
+                                                                                       betas=(0.5, 0.999))
+
+
+def _make_step(G, D, opt_g, opt_d, real, z_d, z_g):
+    def step():
+        with sg.no_grad():
+            fake = G(z_d)
+        opt_d.zero_grad()
+        loss_d = losses.d_loss("ns", D(real), D(fake))
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = losses.g_loss("ns", D(G(z_g)))
+        loss_g.backward()
+        opt_g.step()
+        return loss_d, loss_g
+    return step
+
+
+@needs_gpu
+def test_captured_step_matches_eager_steps(cupy_backend):
+    cp = cupy_backend
+    rng = np.random.default_rng(3)
+    batches = [(rng.uniform(-1, 1, (8, 6)), rng.standard_normal((8, 4)), rng.standard_normal((8, 4)))
+               for _ in range(12)]
+    warmup, replays = 2, 10
+
+    eager = _tiny_gan(0)
+    real, z_d, z_g = (sg.zeros((8, 6)), sg.zeros((8, 4)), sg.zeros((8, 4)))
+    eager_step = _make_step(*eager, real, z_d, z_g)
+    captured_model = _tiny_gan(0)
+    c_real, c_zd, c_zg = (sg.zeros((8, 6)), sg.zeros((8, 4)), sg.zeros((8, 4)))
+    c_step = _make_step(*captured_model, c_real, c_zd, c_zg)
+
+    def feed(buffers, batch):
+        for buf, host in zip(buffers, batch):
+            buf.data[...] = cp.asarray(host.astype(np.float32))
+
+    # the warmup steps of capture() see the first batch each time: the eager twin does the same
+    feed((c_real, c_zd, c_zg), batches[0])
+    captured = cuda_graph.capture(c_step, warmup=warmup)
+    feed((real, z_d, z_g), batches[0])
+    for _ in range(warmup + 1):
+        eager_step()
+    for batch in batches[1:1 + replays]:
+        feed((real, z_d, z_g), batch)
+        loss_d, loss_g = eager_step()
+        feed((c_real, c_zd, c_zg), batch)
+        c_loss_d, c_loss_g = captured()
+        np.testing.assert_allclose(float(c_loss_d.data), float(loss_d.data), rtol=1e-4)
+        np.testing.assert_allclose(float(c_loss_g.data), float(loss_g.data), rtol=1e-4)
+    G, D = eager[0], eager[1]
+    cG, cD = captured_model[0], captured_model[1]
+    for a, b in zip(list(G.parameters()) + list(D.parameters()), list(cG.parameters()) + list(cD.parameters())):
+        np.testing.assert_allclose(cp.asnumpy(b.data), cp.asnumpy(a.data), rtol=1e-4, atol=1e-6)
+    # the true step counts come back from the GPU
+    assert captured_model[2].state_dict()["state"]["0"]["step"] == warmup + 1 + replays
+    assert captured.replays == replays
+
+
+@needs_gpu
+def test_lr_set_between_replays_reaches_the_graph(cupy_backend):
+    cp = cupy_backend
+    G, D, opt_g, opt_d = _tiny_gan(1)
+    real, z_d, z_g = sg.zeros((8, 6)), sg.zeros((8, 4)), sg.zeros((8, 4))
+    captured = cuda_graph.capture(_make_step(G, D, opt_g, opt_d, real, z_d, z_g), warmup=1)
+    opt_g.lr = 0.0
+    opt_d.lr = 0.0
+    before = [cp.asnumpy(p.data) for p in list(G.parameters()) + list(D.parameters())]
+    captured()
+    after = [cp.asnumpy(p.data) for p in list(G.parameters()) + list(D.parameters())]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_gpu
+def test_host_read_inside_capture_is_explained(cupy_backend):
+    x = sg.ones((4,))
+
+    def step():
+        return float((x * 2).sum().data)  # a device-to-host copy: not capturable
+
+    with pytest.raises(RuntimeError, match="must not read values back to the host"):
+        cuda_graph.capture(step, warmup=1)
+    assert not backend._capturing
