@@ -31,6 +31,10 @@ What the step may do, and what it must not:
 * No value may travel to the host during the capture: no ``float(loss)``,
   ``.item()``, printing a tensor, NaN checks or ``detect_anomaly``. Read the
   returned tensors after the replay instead.
+* The gradient penalties (``losses.gradient_penalty``, ``r1_penalty``,
+  ``r2_penalty``) check their inputs for NaN on the host, so a step that uses
+  them cannot be captured yet; the minimax, non-saturating, Wasserstein
+  (clipping), least-squares and hinge losses can.
 * Random numbers are drawn *outside* the step, into input buffers as above
   (CuPy's generator cannot be captured).
 * Adam reads its step count and learning rate from GPU memory, so replays

@@ -83,3 +83,17 @@ def _relu_grad_kernel():
 def relu_grad(g, x):
     """``g * (x > 0)`` in one kernel (CuPy); NumPy would need the mask as a temporary."""
     return _relu_grad_kernel()(g, x)
+
+
+def _bias_relu_kernel():
+    kernel = _kernels.get("bias_relu")
+    if kernel is None:
+        cupy = backend._import_cupy()
+        kernel = _kernels["bias_relu"] = cupy.ElementwiseKernel(
+            "T b", "T y", "T a = y + b; y = a > (T)0 ? a : (T)0", "scratchgan_bias_relu")
+    return kernel
+
+
+def bias_relu_(y, b) -> None:
+    """In place ``y = max(y + b, 0)`` (``b`` broadcast over rows) in one kernel (CuPy)."""
+    _bias_relu_kernel()(b, y)

@@ -156,6 +156,9 @@ SPECS = [
     OpSpec("pow_tensor", ops.pow, 2, "broadcast", bounds=((0.5, 2.0), (-2.0, 2.0)), second_order=True),
     OpSpec("matmul", ops.matmul, 2, "matmul", second_order=True),
     OpSpec("linear", ops.linear, 3, _linear_shapes(), second_order=True),
+    # |x @ W| <= 3 and |b| >= 4: every pre-activation is at least 1 from the ReLU's kink, both signs occur
+    OpSpec("linear_relu", ops.linear_relu, 3, _linear_shapes(), second_order=True,
+           elements=(st.floats(-1, 1), st.floats(-1, 1), st.floats(4, 5).flatmap(lambda v: st.sampled_from([v, -v])))),
     OpSpec("exp", ops.exp, second_order=True),
     OpSpec("log", ops.log, bounds=(0.1, 3.0), second_order=True),
     OpSpec("sqrt", ops.sqrt, bounds=(0.1, 3.0), second_order=True),

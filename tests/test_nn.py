@@ -377,3 +377,24 @@ def test_xavier_and_he_init():
     with pytest.raises(ValueError, match="at least 2 axes"):
         nn.xavier_uniform_(sg.Tensor(np.zeros(3)), rng)
     assert nn.calculate_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sequential_fuses_linear_relu_without_changing_values_or_gradients(dtype):
+    """Sequential runs Linear+ReLU as one op; calling the layers one by one gives the same bits."""
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(nn.Linear(5, 7, rng=rng, dtype=dtype), nn.ReLU(), nn.Linear(7, 3, rng=rng, dtype=dtype),
+                        nn.ReLU(), nn.Linear(3, 1, rng=rng, dtype=dtype))
+    x = sg.Tensor(rng.standard_normal((6, 5)), dtype=dtype)
+    fused = net(x)
+    assert fused.grad_fn == "linear"  # the last layer; the two before it were fused ...
+    assert fused._parents[0].grad_fn == "linear_relu"  # ... as linear_relu
+    fused_grads = sg.grad(fused.sum(), list(net.parameters()))
+    y = x
+    for layer in net.children():  # one by one: no fusion
+        y = layer(y)
+    assert y._parents[0].grad_fn == "relu"
+    plain_grads = sg.grad(y.sum(), list(net.parameters()))
+    np.testing.assert_array_equal(fused.data, y.data)
+    for a, b in zip(fused_grads, plain_grads):
+        np.testing.assert_array_equal(a.data, b.data)

@@ -1,7 +1,7 @@
 """Differentiable ops, grouped by family; each module keeps an op next to its rule."""
 
 from .arith import (
-    abs, add, clip, div, eq, exp, ge, gt, le, linear, log, lt, matmul, maximum, minimum, mul, ne, neg, pow, sqrt, sub, where,
+    abs, add, clip, div, eq, exp, ge, gt, le, linear, linear_relu, log, lt, matmul, maximum, minimum, mul, ne, neg, pow, sqrt, sub, where,
 )
 from .activation import leaky_relu, log_sigmoid, relu, sigmoid, softplus, tanh
 from .reduce import max, mean, min, sum
@@ -9,7 +9,7 @@ from .shape import astype, broadcast_to, concatenate, getitem, index_add_zeros, 
 
 __all__ = [
     "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "div", "eq", "exp", "ge", "getitem", "gt",
-    "index_add_zeros", "le", "leaky_relu", "linear", "log", "log_sigmoid", "lt", "matmul", "max", "maximum", "mean", "min",
+    "index_add_zeros", "le", "leaky_relu", "linear", "linear_relu", "log", "log_sigmoid", "lt", "matmul", "max", "maximum", "mean", "min",
     "minimum", "mul", "ne", "neg", "pow", "relu", "reshape", "sigmoid", "softplus", "sqrt", "sub", "sum",
     "swapaxes", "tanh", "transpose", "where",
 ]

@@ -9,7 +9,9 @@ engine reduces them (see ``tensor._unbroadcast``).
 
 from __future__ import annotations
 
-from .. import backend
+import numpy as np
+
+from .. import backend, kernels
 from ..tensor import Tensor, binary_operands, is_grad_enabled, make_result
 
 
@@ -194,6 +196,48 @@ def linear(x, weight, bias=None) -> Tensor:
         raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
     data += bias.data  # the matmul's fresh output: adding in place is safe
     return make_result(data, (x, weight, bias), linear_backward)
+
+
+def linear_relu_backward(g, out, needs):
+    # relu(a) > 0 exactly where a > 0, so the op's output gives the mask: the pre-activation is not kept
+    y = out.data
+    if is_grad_enabled():
+        g_pre = mul(g, y > 0)
+    elif backend.array_module(y) is not np:
+        g_pre = Tensor._wrap(kernels.relu_grad(g.data, y))
+    else:
+        g_pre = Tensor._wrap(g.data * (y > 0))
+    return linear_backward(g_pre, out, needs)
+
+
+def linear_relu(x, weight, bias) -> Tensor:
+    """``relu(x @ weight + bias)`` for a batch ``x`` of shape (N, in), as one op.
+
+    The same values and gradients as :func:`linear` followed by ``relu``
+    (``nn.Sequential`` uses it for a ``Linear`` directly followed by a
+    ``ReLU``). The pre-activation is the op's own temporary, so the ReLU is
+    applied to it in place (one array and one graph node less per layer),
+    and the rule takes the mask from the output. On CuPy the bias add and
+    the ReLU are one kernel.
+    """
+    x, weight = binary_operands(x, weight, "linear_relu")
+    _, bias = binary_operands(x, bias, "linear_relu")
+    if x.ndim != 2 or weight.ndim != 2:
+        from .activation import relu  # noqa: PLC0415 - activation imports this module
+
+        return relu(linear(x, weight, bias))
+    if x.shape[1] != weight.shape[0]:
+        raise ValueError(f"linear_relu: input of shape {x.shape} does not fit a weight of shape {weight.shape} "
+                         f"({x.shape[1]} != {weight.shape[0]})")
+    if bias.shape != (weight.shape[1],):
+        raise ValueError(f"linear_relu: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
+    data = backend.matmul(x.data, weight.data)
+    if backend.array_module(data) is not np:
+        kernels.bias_relu_(data, bias.data)
+    else:
+        data += bias.data
+        np.maximum(data, 0, out=data)
+    return make_result(data, (x, weight, bias), linear_relu_backward)
 
 
 # --------------------------------------------------------------------------- unary math
