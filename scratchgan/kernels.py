@@ -18,6 +18,16 @@ from . import backend
 
 _kernels: dict = {}
 
+
+def _elementwise_kernel(name: str, in_params: str, out_params: str, body: str):
+    """The CuPy ElementwiseKernel ``scratchgan_<name>``, built on first use and cached."""
+    kernel = _kernels.get(name)
+    if kernel is None:
+        cupy = backend._import_cupy()
+        kernel = _kernels[name] = cupy.ElementwiseKernel(in_params, out_params, body, f"scratchgan_{name}")
+    return kernel
+
+
 # One Adam update of one parameter, PyTorch's order of operations (see optim.Adam).
 # The step count ``t`` and the learning rate are read from one-element device
 # arrays, not passed as numbers: a CUDA graph replays a kernel with the
@@ -36,26 +46,16 @@ p -= (T)(lr[0] / bias_correction1) * (m / denom);
 """
 
 
-def _adam_kernel():
-    kernel = _kernels.get("adam")
-    if kernel is None:
-        cupy = backend._import_cupy()
-        kernel = _kernels["adam"] = cupy.ElementwiseKernel(
-            "T g, raw float64 t, raw float64 lr, float64 beta1, float64 beta2, float64 eps, float64 weight_decay",
-            "T p, T m, T v",
-            _ADAM_BODY,
-            "scratchgan_adam",
-        )
-    return kernel
-
-
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay) -> None:
     """One fused Adam update, in place on ``param``, ``exp_avg`` and ``exp_avg_sq`` (CuPy arrays).
 
     ``step`` and ``lr`` are one-element float64 device arrays holding ``t``
     (this update's count, already incremented) and the learning rate.
     """
-    _adam_kernel()(grad, step, lr, float(beta1), float(beta2), float(eps), float(weight_decay),
+    kernel = _elementwise_kernel(
+        "adam", "T g, raw float64 t, raw float64 lr, float64 beta1, float64 beta2, float64 eps, float64 weight_decay",
+        "T p, T m, T v", _ADAM_BODY)
+    kernel(grad, step, lr, float(beta1), float(beta2), float(eps), float(weight_decay),
                    param, exp_avg, exp_avg_sq)
 
 
@@ -71,29 +71,11 @@ def adam_update_reference(param, grad, exp_avg, exp_avg_sq, t, lr, beta1, beta2,
     param -= dtype(lr / bias_correction1) * (exp_avg / denom)
 
 
-def _relu_grad_kernel():
-    kernel = _kernels.get("relu_grad")
-    if kernel is None:
-        cupy = backend._import_cupy()
-        kernel = _kernels["relu_grad"] = cupy.ElementwiseKernel(
-            "T g, T x", "T out", "out = x > (T)0 ? g : (T)0", "scratchgan_relu_grad")
-    return kernel
-
-
 def relu_grad(g, x):
     """``g * (x > 0)`` in one kernel (CuPy); NumPy would need the mask as a temporary."""
-    return _relu_grad_kernel()(g, x)
-
-
-def _bias_relu_kernel():
-    kernel = _kernels.get("bias_relu")
-    if kernel is None:
-        cupy = backend._import_cupy()
-        kernel = _kernels["bias_relu"] = cupy.ElementwiseKernel(
-            "T b", "T y", "T a = y + b; y = a > (T)0 ? a : (T)0", "scratchgan_bias_relu")
-    return kernel
+    return _elementwise_kernel("relu_grad", "T g, T x", "T out", "out = x > (T)0 ? g : (T)0")(g, x)
 
 
 def bias_relu_(y, b) -> None:
     """In place ``y = max(y + b, 0)`` (``b`` broadcast over rows) in one kernel (CuPy)."""
-    _bias_relu_kernel()(b, y)
+    _elementwise_kernel("bias_relu", "T b", "T y", "T a = y + b; y = a > (T)0 ? a : (T)0")(b, y)
