@@ -30,7 +30,7 @@ import numbers
 import numpy as np
 
 from . import backend
-from .ops import mean, relu, softplus, sqrt
+from .ops import mean, mean_softplus, relu, softplus, sqrt
 from .ops import sum as _sum
 from .tensor import Tensor, enable_grad, grad, is_grad_enabled
 
@@ -242,10 +242,10 @@ def bce_with_logits(logits: Tensor, targets) -> Tensor:
 def _bce_one(logits: Tensor, target: float) -> Tensor:
     """``bce_with_logits(logits, target)`` for a constant target, skipping the zero term."""
     if target == 1.0:
-        return mean(softplus(-logits))
+        return mean_softplus(-logits)
     if target == 0.0:
-        return mean(softplus(logits))
-    return mean(softplus(-logits) * target + softplus(logits) * (1.0 - target))
+        return mean_softplus(logits)
+    return mean_softplus(-logits) * target + mean_softplus(logits) * (1.0 - target)
 
 
 # --------------------------------------------------------------------------- adversarial losses
@@ -365,9 +365,9 @@ def g_loss(kind: str, fake_logits: Tensor, real_logits: Tensor | None = None) ->
     if real_logits is not None:
         _check_logits(real_logits, "real_logits")
     if kind == "minimax":
-        return -mean(softplus(fake_logits))
+        return -mean_softplus(fake_logits)
     if kind == "ns":
-        return mean(softplus(-fake_logits))
+        return mean_softplus(-fake_logits)
     if kind == "lsgan":
         d = fake_logits - 1.0
         return mean(d * d) * 0.5

@@ -427,6 +427,17 @@ class Tensor:
 # --------------------------------------------------------------------------- op plumbing
 
 
+def wrap_array(data) -> Tensor:
+    """Wrap an array computed outside the graph (a rule's first-order fast path) as a Tensor.
+
+    NumPy returns a scalar, not a 0-d array, for arithmetic on 0-d arrays;
+    a Tensor always holds an array.
+    """
+    if data.__class__ is not np.ndarray and isinstance(data, np.generic):
+        data = np.asarray(data)
+    return Tensor._wrap(data)
+
+
 def make_result(data, parents: tuple, rule, ctx=None) -> Tensor:
     """Wrap an op's output and record it in the graph when that is needed.
 
@@ -609,8 +620,13 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
         input_ids = {id(t) for t in inputs}
         needed = set()
         for node in order:
-            if id(node) in input_ids or any(id(p) in needed for p in node._parents):
+            if id(node) in input_ids:
                 needed.add(id(node))
+                continue
+            for p in node._parents:
+                if id(p) in needed:
+                    needed.add(id(node))
+                    break
 
     pending: dict[int, Tensor] = {}
     for r, g in zip(roots, grads):
@@ -661,7 +677,12 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                 if anomaly:
                     _check_finite(pg.data, f"op '{op_name(rule)}' (backward)")
                 previous = pending.get(id(parent))
-                pending[id(parent)] = pg if previous is None else previous + pg
+                if previous is None:
+                    pending[id(parent)] = pg
+                elif create_graph:
+                    pending[id(parent)] = previous + pg  # recorded: the sum is part of the gradient's graph
+                else:  # nothing to record: a new array (never in place, ``previous`` may be another's gradient)
+                    pending[id(parent)] = wrap_array(previous.data + pg.data)
             if not retain_graph:
                 node._ctx = rule  # kept only to name the op if someone backwards through it again
                 node._parents = ()

@@ -169,6 +169,7 @@ SPECS = [
     OpSpec("leaky_relu", lambda x: ops.leaky_relu(x, 0.2), kinks=(0.0,)),
     OpSpec("softplus", ops.softplus, bounds=(-6.0, 6.0), second_order=True),
     OpSpec("log_sigmoid", ops.log_sigmoid, bounds=(-6.0, 6.0), second_order=True),
+    OpSpec("mean_softplus", ops.mean_softplus, bounds=(-6.0, 6.0), second_order=True, allow_empty=False),
     OpSpec("sum", ops.sum, shapes="reduce", kwargs=reduce_kwargs),
     OpSpec("mean", ops.mean, shapes="reduce", kwargs=reduce_kwargs, allow_empty=False),
     OpSpec("max", ops.max, shapes="reduce", kwargs=reduce_kwargs, elements=(_distinct,), unique=True,

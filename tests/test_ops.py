@@ -182,3 +182,35 @@ def test_getitem_repeated_indices_add_up():
     np.testing.assert_array_equal(x.grad.numpy(), [7.0, 0.0, 0.0, 3.0])
     y = sg.Tensor(np.ones((2, 3)), dtype="float64", requires_grad=True)
     assert sg.gradgradcheck(lambda y: y[np.array([1, 1]), 1:] * y[0, 1:], [y])  # indexing twice differentiable
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (64, 1), (3, 4, 5)])
+def test_mean_softplus_is_mean_of_softplus_bit_for_bit(dtype, shape):
+    """The fused GAN-loss op gives the bits of mean(softplus(x)), value and gradient, with one node."""
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(shape) * 8  # both tails: softplus ~ x and softplus ~ e^x
+    x1, x2 = sg.Tensor(values, dtype=dtype, requires_grad=True), sg.Tensor(values, dtype=dtype, requires_grad=True)
+    fused, plain = ops.mean_softplus(x1), ops.mean(ops.softplus(x2))
+    assert fused.grad_fn == "mean_softplus" and fused._parents == (x1,)
+    assert fused.shape == () and fused.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(fused.data, plain.data)
+    (fused * 3.0).backward()
+    (plain * 3.0).backward()
+    assert isinstance(x1.grad.data, np.ndarray) and x1.grad.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(x1.grad.data, x2.grad.data)
+
+
+def test_mean_softplus_rejects_empty_input():
+    with pytest.raises(ValueError, match="empty"):
+        ops.mean_softplus(sg.Tensor(np.zeros((0, 1))))
+
+
+def test_gradients_of_0d_tensors_are_arrays():
+    """NumPy makes scalars of 0-d arithmetic; the engine's array fast paths must still hand out arrays."""
+    x = sg.Tensor(2.0, dtype="float64", requires_grad=True)
+    (ops.relu(x) * 3.0 + ops.relu(x) + ops.mean_softplus(x)).backward()  # two contributions summed
+    assert isinstance(x.grad.data, np.ndarray) and x.grad.shape == ()
+    assert x.grad.item() == pytest.approx(4.0 + 1.0 / (1.0 + np.exp(-2.0)), rel=1e-12)
+    x.grad.data[...] = 0.0  # an array can be written in place; a NumPy scalar cannot
+    assert isinstance((x > 1.0).data, np.ndarray)

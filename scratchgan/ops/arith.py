@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, kernels
-from ..tensor import Tensor, binary_operands, is_grad_enabled, make_result
+from ..tensor import Tensor, binary_operands, is_grad_enabled, make_result, wrap_array
 
 
 def _broadcast_error(op: str, a: Tensor, b: Tensor) -> ValueError:
@@ -351,7 +351,7 @@ def clip(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch.clamp's
 def _compare(ufunc_name: str, a, b) -> Tensor:
     a, b = binary_operands(a, b, ufunc_name)
     try:
-        return Tensor._wrap(getattr(backend.array_module(a.data), ufunc_name)(a.data, b.data))
+        return wrap_array(getattr(backend.array_module(a.data), ufunc_name)(a.data, b.data))
     except ValueError:
         raise _broadcast_error(ufunc_name, a, b) from None
 
