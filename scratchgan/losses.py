@@ -197,8 +197,11 @@ def bce_with_logits(logits: Tensor, targets) -> Tensor:
     cancels (``softplus(x) - x*z`` loses every digit of a small loss in
     float32), nothing overflows for any finite logit, and the gradient is
     exactly ``sigmoid(x) - z`` even at ``x = 0`` (a ``relu``/``abs`` form would
-    take the wrong one-sided derivative there). The result can be
-    differentiated again.
+    take the wrong one-sided derivative there). With a number as target
+    (the GAN case) the same sum is taken as ``z * mean_softplus(-x) + (1 - z)
+    * mean_softplus(x)`` with the fused :func:`scratchgan.ops.mean_softplus`
+    (one graph node per term; a term whose factor is 0 is skipped). The
+    result can be differentiated again.
 
     Parameters
     ----------
@@ -235,6 +238,8 @@ def bce_with_logits(logits: Tensor, targets) -> Tensor:
     1.410038
     """
     logits = _check_logits(logits, "logits")
+    if isinstance(targets, numbers.Real) and not isinstance(targets, Tensor):
+        return _bce_one(logits, float(targets))  # one target for all: the fused mean_softplus op
     z = _targets_like(targets, logits)
     return mean(z * softplus(-logits) + (1.0 - z) * softplus(logits))
 

@@ -556,6 +556,9 @@ def _topological_order(roots) -> list[Tensor]:
             for parent in parents:
                 if parent.requires_grad and id(parent) not in visited:
                     visited.add(id(parent))
+                    if not parent._parents:  # a leaf has nothing below it: placed at once
+                        order.append(parent)
+                        continue
                     stack.append((parent, iter(parent._parents)))
                     break
             else:  # every parent is placed: the node follows them

@@ -177,17 +177,19 @@ def test_bce_shape_mismatch_raises():
         bce_with_logits(np.zeros(3), 1.0)
 
 
-def test_bce_target_forms_agree():
-    """A number, a list, a float64 array (with float32 logits) and a Tensor give the same loss."""
+@pytest.mark.parametrize("target", [1.0, 0.0, 0.25])
+def test_bce_target_forms_agree(target):
+    """A number (the fused path), a list, a float64 array (with float32 logits) and a Tensor give the same loss."""
     x = sg.Tensor([-1.5, 0.3, 2.0])
+    ones = np.ones(3)
     values = [
-        bce_with_logits(x, 1.0).item(),
-        bce_with_logits(x, [1, 1, 1]).item(),
-        bce_with_logits(x, np.ones(3, np.float64)).item(),
-        bce_with_logits(x, sg.Tensor(np.ones(3))).item(),
-        bce_with_logits(x, sg.Tensor(np.ones(3), dtype=F64)).item(),
+        bce_with_logits(x, target).item(),
+        bce_with_logits(x, [target] * 3).item(),
+        bce_with_logits(x, target * ones).item(),
+        bce_with_logits(x, sg.Tensor(target * ones)).item(),
+        bce_with_logits(x, sg.Tensor(target * ones, dtype=F64)).item(),
     ]
-    np.testing.assert_allclose(values, ref_bce(x.numpy(), 1.0), rtol=1e-6)
+    np.testing.assert_allclose(values, ref_bce(x.numpy(), target), rtol=1e-6)
 
 
 def test_probability_bce_fails_where_logit_bce_does_not():
