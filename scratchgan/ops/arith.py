@@ -155,17 +155,24 @@ def matmul(a, b) -> Tensor:
     return make_result(data, (a, b), matmul_backward)
 
 
+def _linear_grads_of_arrays(gd, x, w, needs):
+    """First-order gradients of ``x @ w (+ b)`` for the upstream array ``gd``, on the arrays.
+
+    Nothing is recorded, so the op plumbing is skipped: the same products
+    as the differentiable path of :func:`linear_backward`.
+    """
+    grads = (Tensor._wrap(backend.matmul(gd, w.T)) if needs[0] else None,
+             Tensor._wrap(backend.matmul(x.T, gd)) if needs[1] else None)
+    if len(needs) == 3:
+        grads += ((Tensor._wrap(gd.sum(axis=0)) if needs[2] else None),)
+    return grads
+
+
 def linear_backward(g, out, needs):
     x, w = out._parents[0], out._parents[1]
-    if not is_grad_enabled() and x.ndim == 2:
-        # first-order backward records nothing: the same products on the arrays skip the op plumbing
-        # (create_graph=True takes the differentiable path below, so double backprop is unchanged)
-        gd = g.data
-        grads = (Tensor._wrap(backend.matmul(gd, w.data.T)) if needs[0] else None,
-                 Tensor._wrap(backend.matmul(x.data.T, gd)) if needs[1] else None)
-        if len(needs) == 3:
-            grads += ((Tensor._wrap(gd.sum(axis=0)) if needs[2] else None),)
-        return grads
+    if not is_grad_enabled() and x.data.ndim == 2:
+        # create_graph=True takes the differentiable path below, so double backprop is unchanged
+        return _linear_grads_of_arrays(g.data, x.data, w.data, needs)
     gx = matmul(g, swapaxes(w, -1, -2)) if needs[0] else None
     gw = matmul(swapaxes(x, -1, -2), g) if needs[1] else None
     grads = (gx, gw)
@@ -202,12 +209,10 @@ def linear_relu_backward(g, out, needs):
     # relu(a) > 0 exactly where a > 0, so the op's output gives the mask: the pre-activation is not kept
     y = out.data
     if is_grad_enabled():
-        g_pre = mul(g, y > 0)
-    elif backend.array_module(y) is not np:
-        g_pre = Tensor._wrap(kernels.relu_grad(g.data, y))
-    else:
-        g_pre = Tensor._wrap(g.data * (y > 0))
-    return linear_backward(g_pre, out, needs)
+        return linear_backward(mul(g, y > 0), out, needs)
+    # first order: on the arrays (one fused kernel for the masked gradient on the GPU)
+    g_pre = g.data * (y > 0) if y.__class__ is np.ndarray else kernels.relu_grad(g.data, y)
+    return _linear_grads_of_arrays(g_pre, out._parents[0].data, out._parents[1].data, needs)
 
 
 def linear_relu(x, weight, bias) -> Tensor:
