@@ -307,6 +307,22 @@ def _time_steps(model, inputs, sync, steps, warmup=0, faults=None) -> float:
     return rate
 
 
+def _quartiles(values) -> tuple[float, float]:
+    """First and third quartiles (the median's own value when there are too few samples)."""
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (float("nan"), float("nan"))
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def _ratio_cell(row, key, suffix="") -> str:
+    """``median (q1-q3)`` of a per-repetition ratio, or nan when it was not measured."""
+    if key not in row:
+        return "nan"
+    q1, q3 = row[f"{key}_quartiles"]
+    return f"{row[key]:.2f}{suffix} ({q1:.2f}-{q3:.2f})"
+
+
 def _peak_rss_mb(variant, batch, steps, backend_name) -> float | None:
     """Peak resident memory of a fresh process that runs ``steps`` steps of one variant."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--batch-sizes", str(batch),
@@ -396,13 +412,14 @@ def main(argv=None):
         for v in variants:
             row[v] = statistics.median(samples[v])
             row[f"faults_{v}"] = statistics.median(faults[v])
-        # ratios per interleaved pair, then their median
-        if "torch" in variants:
-            row["vs_torch"] = statistics.median(a / b for a, b in zip(samples["scratchgan"], samples["torch"]))
-        row["vs_handwritten"] = statistics.median(a / b for a, b in zip(samples["scratchgan"], samples["handwritten"]))
-        if "scratchgan-graph" in variants and "torch-graph" in variants:
-            row["graph_vs_torch_graph"] = statistics.median(
-                a / b for a, b in zip(samples["scratchgan-graph"], samples["torch-graph"]))
+        # ratios per interleaved pair, then their median and quartiles (the spread the noise leaves)
+        pairs = [("vs_torch", "scratchgan", "torch"), ("vs_handwritten", "scratchgan", "handwritten"),
+                 ("graph_vs_torch_graph", "scratchgan-graph", "torch-graph")]
+        for key, a, b in pairs:
+            if a in variants and b in variants:
+                ratios = [x / y for x, y in zip(samples[a], samples[b])]
+                row[key] = statistics.median(ratios)
+                row[f"{key}_quartiles"] = _quartiles(ratios)
         if not args.no_memory:
             for v in variants:
                 row[f"rss_{v}"] = _peak_rss_mb(v, batch, args.steps, args.backend)
@@ -412,24 +429,25 @@ def main(argv=None):
     print()
     if use_gpu:  # milliseconds per step, as GPU figures are usually given, and the captured variants
         header = ("| B | scratchgan ms | handwritten ms | torch ms | scratchgan-graph ms | torch-graph ms "
-                  "| vs torch | graph vs torch-graph |")
+                  "| vs torch (quartiles) | graph vs torch-graph (quartiles) |")
         print(header)
         print("|" + "---|" * (header.count("|") - 1))
         for r in results:
             ms = [1e3 / r[v] if v in r else float("nan")
                   for v in ("scratchgan", "handwritten", "torch", "scratchgan-graph", "torch-graph")]
             print(f"| {r['batch']} | " + " | ".join(f"{x:.2f}" for x in ms)
-                  + f" | {r.get('vs_torch', float('nan')):.2f}x | {r.get('graph_vs_torch_graph', float('nan')):.2f}x |")
+                  + f" | {_ratio_cell(r, 'vs_torch', 'x')} | {_ratio_cell(r, 'graph_vs_torch_graph', 'x')} |")
     else:
-        header = "| B | scratchgan steps/s | handwritten steps/s | torch steps/s | vs torch | vs handwritten |"
+        header = ("| B | scratchgan steps/s | handwritten steps/s | torch steps/s | vs torch (quartiles) "
+                  "| vs handwritten (quartiles) |")
         if not args.no_memory:
             header += " peak RSS MB (sg / hand / torch) |"
         print(header)
         print("|" + "---|" * (header.count("|") - 1))
         for r in results:
             line = (f"| {r['batch']} | {r['scratchgan']:.1f} | {r['handwritten']:.1f} | "
-                    f"{r.get('torch', float('nan')):.1f} | {r.get('vs_torch', float('nan')):.2f}x | "
-                    f"{r['vs_handwritten']:.2f} |")
+                    f"{r.get('torch', float('nan')):.1f} | {_ratio_cell(r, 'vs_torch', 'x')} | "
+                    f"{_ratio_cell(r, 'vs_handwritten')} |")
             if not args.no_memory:
                 rss = [r.get(f"rss_{v}") for v in ("scratchgan", "handwritten", "torch")]
                 line += " " + " / ".join("-" if x is None else f"{x:.0f}" for x in rss) + " |"
