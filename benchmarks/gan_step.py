@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import scratchgan as sg  # noqa: E402
-from handwritten import D_SIZES, G_SIZES, HandwrittenGAN, init_params  # noqa: E402
+from handwritten import D_SIZES, G_SIZES, PHASES, HandwrittenGAN, init_params, no_mark  # noqa: E402
 from scratchgan import backend, cuda_graph, losses, nn, optim  # noqa: E402
 
 LR, BETAS = 2e-4, (0.5, 0.999)
@@ -60,7 +60,7 @@ def _load_linear_stack(module, params):
 class ScratchganGAN:
     """The reference step with scratchgan, as the trainer writes it."""
 
-    def __init__(self, g_params, d_params, dtype="float32"):
+    def __init__(self, g_params, d_params, dtype="float32", g_sizes=G_SIZES, d_sizes=D_SIZES):
         def mlp(sizes, out):
             layers = []
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -68,28 +68,35 @@ class ScratchganGAN:
                 layers.append(nn.ReLU() if i < len(sizes) - 2 else out)
             return nn.Sequential(*[m for m in layers if m is not None])
 
-        self.G = mlp(G_SIZES, nn.Tanh())
-        self.D = mlp(D_SIZES, None)
+        self.G = mlp(g_sizes, nn.Tanh())
+        self.D = mlp(d_sizes, None)
         _load_linear_stack(self.G, g_params)
         _load_linear_stack(self.D, d_params)
         self.opt_g = optim.Adam(self.G.parameters(), lr=LR, betas=BETAS)
         self.opt_d = optim.Adam(self.D.parameters(), lr=LR, betas=BETAS)
 
-    def step(self, real, z_d, z_g):
+    def step(self, real, z_d, z_g, mark=no_mark):
         real, z_d, z_g = sg.Tensor._wrap(real), sg.Tensor._wrap(z_d), sg.Tensor._wrap(z_g)
         with sg.no_grad():
             fake = self.G(z_d)
+        mark(PHASES[0])
         self.opt_d.zero_grad()
         loss_d = losses.d_loss("ns", self.D(real), self.D(fake))
+        mark(PHASES[1])
         loss_d.backward()
+        mark(PHASES[2])
         self.opt_d.step()
+        mark(PHASES[3])
         self.opt_g.zero_grad()
         loss_g = losses.g_loss("ns", self.D(self.G(z_g)))
+        mark(PHASES[4])
         g_params = list(self.G.parameters())
         # only G's gradients are needed: grad() walks the part of the graph that leads to them
         for p, g in zip(g_params, sg.grad(loss_g, g_params)):
             p.grad = g
+        mark(PHASES[5])
         self.opt_g.step()
+        mark(PHASES[6])
 
     def parameters(self):
         return [p.data for p in self.G.parameters()] + [p.data for p in self.D.parameters()]

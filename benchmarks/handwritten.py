@@ -13,6 +13,14 @@ import numpy as np
 G_SIZES = (100, 256, 256, 256, 784)
 D_SIZES = (784, 256, 256, 256, 1)
 
+# the parts of one step, in order; ``step(..., mark=f)`` calls ``f(phase)`` as each ends (step_phases.py)
+PHASES = ("G forward (no grad)", "D forward + loss", "D backward", "D Adam", "G+D forward + loss",
+          "G gradients", "G Adam")
+
+
+def no_mark(phase: str) -> None:
+    """The default ``mark``: the timed benchmark records nothing."""
+
 
 def init_params(sizes, rng: np.random.Generator, dtype=np.float32) -> list[np.ndarray]:
     """PyTorch's Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b; [W1, b1, W2, b2, ...]."""
@@ -95,25 +103,33 @@ class HandwrittenGAN:
         self.opt_g = Adam(self.G, xp, lr, betas)
         self.opt_d = Adam(self.D, xp, lr, betas)
 
-    def step(self, real, z_d, z_g):
+    def step(self, real, z_d, z_g, mark=no_mark):
         xp = self.xp
         batch = real.shape[0]
         # --- discriminator: softplus(-D(x)) + softplus(D(G(z))), fake detached
         fake = _forward(self.G, z_d, xp, tanh_out=True)[-1]
+        mark(PHASES[0])
         hs_r = _forward(self.D, real, xp, tanh_out=False)
         hs_f = _forward(self.D, fake, xp, tanh_out=False)
         g_r = (_sigmoid(xp, hs_r[-1]) - 1) / batch
         g_f = _sigmoid(xp, hs_f[-1]) / batch
+        mark(PHASES[1])
         grads_r, _ = _backward(self.D, hs_r, g_r, True, False, False)
         grads_f, _ = _backward(self.D, hs_f, g_f, True, False, False)
-        self.opt_d.step([a + b for a, b in zip(grads_r, grads_f)])
+        grads_d = [a + b for a, b in zip(grads_r, grads_f)]
+        mark(PHASES[2])
+        self.opt_d.step(grads_d)
+        mark(PHASES[3])
         # --- generator: softplus(-D(G(z))), only G's gradients
         hs_g = _forward(self.G, z_g, xp, tanh_out=True)
         hs_d = _forward(self.D, hs_g[-1], xp, tanh_out=False)
         g_out = (_sigmoid(xp, hs_d[-1]) - 1) / batch
+        mark(PHASES[4])
         _, g_fake = _backward(self.D, hs_d, g_out, False, True, False)
         grads_g, _ = _backward(self.G, hs_g, g_fake, True, False, True)
+        mark(PHASES[5])
         self.opt_g.step(grads_g)
+        mark(PHASES[6])
 
     def parameters(self):
         return self.G + self.D

@@ -113,3 +113,20 @@ def test_benchmark_script_runs_and_writes_its_table(tmp_path):
     assert row["scratchgan"] > 0 and row["handwritten"] > 0
     q1, q3 = row["vs_handwritten_quartiles"]
     assert q1 <= row["vs_handwritten"] <= q3
+
+
+def test_fixed_cost_script_runs():
+    script = os.path.join(os.path.dirname(gan_step.__file__), "fixed_cost.py")
+    done = subprocess.run([sys.executable, script, "--repeats", "1", "--steps", "20"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "fixed cost per step" in done.stdout and "scratchgan" in done.stdout
+
+
+def test_step_phases_script_times_every_phase():
+    script = os.path.join(os.path.dirname(gan_step.__file__), "step_phases.py")
+    done = subprocess.run([sys.executable, script, "--batch", "8", "--repeats", "1", "--steps", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for phase in hw.PHASES:  # every mark was reached in both steps
+        assert phase in done.stdout
