@@ -201,9 +201,11 @@ def test_mean_softplus_is_mean_of_softplus_bit_for_bit(dtype, shape):
     np.testing.assert_array_equal(x1.grad.data, x2.grad.data)
 
 
-def test_mean_softplus_rejects_empty_input():
+def test_mean_softplus_rejects_empty_and_integer_input():
     with pytest.raises(ValueError, match="empty"):
         ops.mean_softplus(sg.Tensor(np.zeros((0, 1))))
+    with pytest.raises(TypeError, match=r"floating tensor.*\.float\(\)"):
+        ops.mean_softplus(sg.Tensor(np.arange(3)))
 
 
 def test_gradients_of_0d_tensors_are_arrays():

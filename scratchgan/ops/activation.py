@@ -81,10 +81,15 @@ def mean_softplus(a: Tensor) -> Tensor:
 
     Raises
     ------
+    TypeError
+        For an integer or boolean ``a``.
     ValueError
         For an empty ``a`` (a mean over no elements is undefined).
     """
     x = a.data
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean_softplus: expected a floating tensor (logits), got dtype {x.dtype}; "
+                        "convert it with .float() or .double()")
     if x.size == 0:
         raise ValueError(f"mean_softplus: the input is empty (shape {a.shape}); a mean over no elements is undefined")
     xp = backend.array_module(x)
