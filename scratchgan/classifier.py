@@ -31,7 +31,8 @@ import numpy as np
 from . import backend, nn, optim
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .ops import exp, log, mean, sum as sum_
-from .tensor import Tensor, no_grad
+from .engine import no_grad
+from .tensor import Tensor
 
 __all__ = [
     "CLASSIFIER_VERSION",

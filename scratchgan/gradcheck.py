@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .tensor import Tensor, grad
+from .engine import grad
+from .tensor import Tensor
 
 
 class GradcheckError(AssertionError):

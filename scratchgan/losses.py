@@ -32,7 +32,8 @@ import numpy as np
 from . import backend
 from .ops import mean, mean_softplus, relu, softplus, sqrt
 from .ops import sum as _sum
-from .tensor import Tensor, enable_grad, grad, is_grad_enabled
+from .engine import enable_grad, grad, is_grad_enabled
+from .tensor import Tensor
 
 __all__ = ["KINDS", "bce_with_logits", "clip_weights", "d_loss", "g_loss", "gradient_penalty", "r1_penalty", "r2_penalty"]
 

@@ -27,7 +27,8 @@ from . import backend, losses, nn, optim
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, resolve
 from .data import Dataset, load_dataset
-from .tensor import Tensor, grad, no_grad
+from .engine import grad, no_grad
+from .tensor import Tensor
 from .ops import concatenate, sigmoid
 
 CHECKPOINT = "checkpoint.npz"

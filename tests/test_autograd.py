@@ -12,7 +12,7 @@ from op_specs import SPECS, OpSpec, cases
 import scratchgan as sg
 from scratchgan import ops
 from scratchgan.ops import arith
-from scratchgan.tensor import _mode, make_result
+from scratchgan.engine import _mode, make_result
 
 
 def f64(values, requires_grad=True):
@@ -117,7 +117,8 @@ def test_python_scalars_take_the_tensor_dtype():
     for out in (a * 2.5, 2.5 - a, a / 3, a ** 2, a ** np.float64(1.5), 2.0 ** a, a * np.float64(0.1),
                 ops.leaky_relu(a, np.float64(0.2)), ops.clip(a, np.float64(0.0), np.float64(1.5))):
         assert out.dtype == np.float32
-    assert sg.Tensor(np.ones(2)).dtype == np.float32  # floating data defaults to float32
+    assert sg.Tensor([1.0, 2.0]).dtype == np.float32  # Python floats default to float32 (PyTorch)
+    assert sg.Tensor(np.ones(2)).dtype == np.float64  # an array keeps its dtype (PyTorch, NumPy)
 
 
 def test_integer_tensor_cannot_require_grad():

@@ -258,7 +258,7 @@ def _gaussians(rng, n):
 def _accuracy(disc, rng, n=1000):
     x, z = _gaussians(rng, n)
     with sg.no_grad():
-        logits = disc(sg.Tensor(x)).numpy()
+        logits = disc(sg.Tensor(x, dtype="float32")).numpy()
     return float(np.mean((logits > 0) == (z > 0.5)))
 
 
@@ -288,7 +288,7 @@ def test_linear_discriminator_separates_gaussians():
     for _ in range(100):
         x, z = _gaussians(rng, 64)
         opt.zero_grad()
-        loss = bce_with_logits(disc(sg.Tensor(x)), z)
+        loss = bce_with_logits(disc(sg.Tensor(x, dtype="float32")), z)
         loss.backward()
         opt.step()
         losses.append(loss.item())

@@ -373,7 +373,7 @@ def test_gradient_penalty_validation():
     with pytest.raises(ValueError, match=r"one score per sample.*\(4, 2\)"):
         gradient_penalty(lambda x: x[:, :2], real, real)
     with pytest.raises(TypeError, match="dtype"):
-        gradient_penalty(critic, real, sg.Tensor(np.zeros((4, 3))))
+        gradient_penalty(critic, real, sg.Tensor(np.zeros((4, 3)), dtype="float32"))
     with pytest.raises(ValueError, match="weight"):
         gradient_penalty(critic, real, real, weight=-1.0)
 

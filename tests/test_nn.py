@@ -195,7 +195,7 @@ class Net(nn.Module):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(2, 3, rng=0), nn.BatchNorm1d(3), nn.ReLU())
         self.head = nn.Linear(3, 1, rng=1)
-        self.scale = nn.Parameter(np.ones(1))
+        self.scale = nn.Parameter(np.ones(1, dtype=np.float32))
 
     def forward(self, x):
         return self.head(self.body(x)) * self.scale
@@ -237,7 +237,7 @@ def test_train_eval_zero_grad_and_backend():
     assert net.eval() is net and not net.body[1].training and not net.head.training
     net.train()
     assert net.body[1].training
-    net(sg.Tensor(randn(4, 2))).sum().backward()
+    net(sg.Tensor(randn(4, 2), dtype="float32")).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
@@ -248,7 +248,7 @@ def test_train_eval_zero_grad_and_backend():
 
 
 def test_dropout_train_eval_and_seed():
-    x = sg.Tensor(np.ones((200, 50)))
+    x = sg.Tensor(np.ones((200, 50), dtype=np.float32))
     drop = nn.Dropout(0.25, rng=0)
     y = drop(x).numpy()
     assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
@@ -271,7 +271,7 @@ def test_dropout_train_eval_and_seed():
 
 def test_state_dict_round_trip():
     a, b = nn.mlp([2, 4, 1], norm="batch", rng=0), nn.mlp([2, 4, 1], norm="batch", rng=1)
-    a(sg.Tensor(randn(6, 2)))  # moves the running stats away from their defaults
+    a(sg.Tensor(randn(6, 2), dtype="float32"))  # moves the running stats away from their defaults
     sd = a.state_dict()
     assert list(sd) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
                         "3.weight", "3.bias"]
@@ -284,7 +284,7 @@ def test_state_dict_round_trip():
     assert b[0].weight is w  # copied in place
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         np.testing.assert_array_equal(va, vb, err_msg=k)
-    x = sg.Tensor(randn(3, 2))
+    x = sg.Tensor(randn(3, 2), dtype="float32")
     np.testing.assert_array_equal(a.eval()(x).numpy(), b.eval()(x).numpy())
 
 

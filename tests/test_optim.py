@@ -295,7 +295,7 @@ def test_load_state_dict_errors():
 def test_zero_grad_sets_none():
     model = nn.mlp([2, 3, 1], rng=0)
     opt = SGD(model.parameters(), lr=0.1)
-    model(sg.Tensor(np.ones((4, 2)))).sum().backward()
+    model(sg.Tensor(np.ones((4, 2), dtype=np.float32))).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     opt.zero_grad()
     assert all(p.grad is None for p in model.parameters())
@@ -306,7 +306,7 @@ def test_step_records_no_graph_and_keeps_identity():
     params = list(model.parameters())
     arrays = [p.data for p in params]
     opt = Adam(params, lr=0.1)
-    model(sg.Tensor(np.ones((4, 2)))).sum().backward()
+    model(sg.Tensor(np.ones((4, 2), dtype=np.float32))).sum().backward()
     opt.step()
     for p, arr in zip(model.parameters(), arrays):
         assert p.data is arr and p.is_leaf and p.dtype == np.float32

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, kernels
-from ..tensor import Tensor, is_grad_enabled, make_result, wrap_array
+from ..engine import is_grad_enabled, make_result, wrap_array
+from ..tensor import Tensor
 from .arith import mul, neg, sub
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, kernels
-from ..tensor import Tensor, binary_operands, is_grad_enabled, make_result, wrap_array
+from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
+from ..tensor import Tensor
 
 
 def _broadcast_error(op: str, a: Tensor, b: Tensor) -> ValueError:

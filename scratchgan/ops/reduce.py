@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..tensor import Tensor, make_result
+from ..engine import make_result
+from ..tensor import Tensor
 from .arith import div, mul
 
 

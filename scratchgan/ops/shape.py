@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor, make_result
+from ..engine import make_result
+from ..tensor import Tensor
 
 
 def reshape_backward(g, out, needs):
