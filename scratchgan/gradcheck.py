@@ -22,7 +22,7 @@ import numpy as np
 
 from . import backend
 from .engine import grad
-from .tensor import Tensor
+from .tensor import Tensor, as_tensor
 
 
 class GradcheckError(AssertionError):
@@ -56,7 +56,7 @@ def _random_like(outputs, rng):
     vs = []
     for out in outputs:
         xp = backend.array_module(out.data)
-        vs.append(Tensor._wrap(xp.asarray(rng.standard_normal(out.shape)).astype(out.dtype)))
+        vs.append(as_tensor(xp.asarray(rng.standard_normal(out.shape)).astype(out.dtype)))
     return vs
 
 
@@ -166,10 +166,10 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0) -> bool:
         roots = [(o, u) for o, u in zip(outs, us) if o.requires_grad]
         diff = [xs[i] for i in checked]
         if not roots:
-            return tuple(Tensor._wrap(backend.array_module(x.data).zeros_like(x.data)) for x in diff)
+            return tuple(as_tensor(backend.array_module(x.data).zeros_like(x.data)) for x in diff)
         gs = grad([o for o, _ in roots], diff, grad_outputs=[u for _, u in roots],
                   create_graph=True, allow_unused=True)
-        return tuple(Tensor._wrap(backend.array_module(x.data).zeros_like(x.data)) if g is None else g
+        return tuple(as_tensor(backend.array_module(x.data).zeros_like(x.data)) if g is None else g
                      for g, x in zip(gs, diff))
 
     return gradcheck(first_gradient, inputs, eps=eps, atol=atol, rtol=rtol, seed=seed)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import backend
 from ..ops import getitem, leaky_relu, linear, linear_relu, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from .init import _init_linear, normal_, ones_
 from .module import LINEAR_INITS, Module, _as_generator, _empty_param, _float_dtype, _positive_int
 
@@ -187,10 +187,11 @@ class ReLU(Module):
 class LeakyReLU(Module):
     """``y = x`` for x > 0, ``negative_slope * x`` otherwise.
 
-    The default slope is 0.2, the usual GAN value (PyTorch's default is 0.01).
+    The default slope is PyTorch's, 0.01, the same as :func:`scratchgan.ops.leaky_relu`;
+    GAN discriminators usually pass 0.2 (DCGAN), as the trainer's models do.
     """
 
-    def __init__(self, negative_slope: float = 0.2):
+    def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = float(negative_slope)
 
@@ -245,7 +246,7 @@ class Dropout(Module):
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
         keep = self.rng.random(x.shape) >= self.p
         mask = (keep * scale).astype(x.dtype)
-        return mul(x, Tensor._wrap(backend.array_module(x.data).asarray(mask)))
+        return mul(x, as_tensor(backend.array_module(x.data).asarray(mask)))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -391,8 +392,8 @@ class BatchNorm1d(Module):
             rv += (mom * m / (m - 1)) * var.data.reshape(c)
         else:
             xp = backend.array_module(x.data)
-            rm = Tensor._wrap(self.running_mean.reshape(shape))
-            inv = Tensor._wrap((1.0 / xp.sqrt(self.running_var + self.eps)).astype(x.dtype).reshape(shape))
+            rm = as_tensor(self.running_mean.reshape(shape))
+            inv = as_tensor((1.0 / xp.sqrt(self.running_var + self.eps)).astype(x.dtype).reshape(shape))
             y = (x - rm) * inv
         if self.affine:
             if x.ndim == 2:
@@ -429,7 +430,7 @@ def _make_activation(spec, negative_slope: float) -> Module | None:
 
 
 def mlp(sizes, activation="relu", out_activation=None, rng=None, init: str = "pytorch", dtype="float32",
-        norm: str | None = None, bias: bool = True, negative_slope: float = 0.2) -> Sequential:
+        norm: str | None = None, bias: bool = True, negative_slope: float = 0.01) -> Sequential:
     """A multilayer perceptron: ``Linear -> [norm] -> activation`` per hidden layer, then ``Linear``.
 
     Parameters

@@ -10,7 +10,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 
 LINEAR_INITS = ("pytorch", "xavier", "he", "dcgan")
 
@@ -41,7 +41,7 @@ def _as_generator(rng) -> np.random.Generator:
 
 def _empty_param(shape: tuple, dtype) -> Parameter:
     """A zero-filled Parameter on the active backend (initializers fill it)."""
-    return Parameter._wrap(backend.xp.zeros(shape, dtype=dtype)).requires_grad_(True)
+    return Parameter(backend.xp.zeros(shape, dtype=dtype))
 
 
 def _host_copy(array) -> np.ndarray:
@@ -339,7 +339,7 @@ class Module:
             for p in module._parameters.values():
                 p.data = backend.to_backend(p.data, name)
                 if p.grad is not None:
-                    p.grad = Tensor._wrap(backend.to_backend(p.grad.data, name))
+                    p.grad = as_tensor(backend.to_backend(p.grad.data, name))
             for bname, b in list(module._buffers.items()):
                 moved = backend.to_backend(b, name)
                 module._buffers[bname] = moved
