@@ -177,7 +177,9 @@ def test_mlp_structure_and_errors():
     model = nn.mlp([2, 8, 8, 1], activation="leaky_relu", out_activation="sigmoid", norm="batch", rng=0)
     kinds = [type(m).__name__ for m in model]
     assert kinds == ["Linear", "BatchNorm1d", "LeakyReLU", "Linear", "BatchNorm1d", "LeakyReLU", "Linear", "Sigmoid"]
-    assert model[2].negative_slope == 0.2
+    assert model[2].negative_slope == 0.01  # PyTorch's default, the same everywhere
+    assert nn.LeakyReLU().negative_slope == 0.01
+    assert nn.mlp([2, 8, 1], activation="leaky_relu", negative_slope=0.2, rng=0)[1].negative_slope == 0.2
     assert isinstance(nn.mlp([2, 3], activation=nn.Tanh, rng=0)[0], nn.Linear)
     with pytest.raises(ValueError, match="at least an input and an output"):
         nn.mlp([3])
