@@ -36,6 +36,8 @@ class OpSpec:
     second_order: bool = False  # second derivative nonzero: gradgradcheck it
     allow_empty: bool = True  # shapes may have size-0 axes
     min_dims: int = 0
+    # reference(*arrays, **kwargs) -> float64 array: the forward written independently in plain NumPy
+    reference: Callable | None = None
 
     def __repr__(self) -> str:  # short pytest ids
         return self.name
