@@ -1,8 +1,12 @@
 """Datasets for scratchgan: toy 2-D Gaussian mixtures and small image sets.
 
-Everything here is plain NumPy and never touches global RNG state: every
-random draw goes through a ``numpy.random.Generator`` passed in by the caller,
-so a training run's data stream is fully described by that generator's state.
+Everything here is plain NumPy: every random draw goes through the ``rng``
+argument, read with the library's one policy
+(:func:`scratchgan.validate.as_generator`): a ``numpy.random.Generator`` is
+used and advanced in place (so a training run's data stream is fully described
+by that generator's state), an int seed gives a fresh
+``np.random.default_rng(seed)`` (the same draws at every call), and None draws
+from scratchgan's global generator (:func:`scratchgan.manual_seed`).
 
 Images are returned as float32 arrays of shape ``(N, H, W)`` scaled to
 ``[-1, 1]`` (raw 0 maps to -1, the maximum raw value to +1), which matches a
@@ -24,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .validate import as_generator, count
 
 __all__ = [
     "DATASETS",
@@ -101,7 +107,7 @@ class ToyMixture:
         """Number of mixture components K."""
         return len(self.centres)
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, n: int, rng=None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` points.
 
         Draws the mode indices first (``rng.integers``), then the Gaussian
@@ -112,8 +118,9 @@ class ToyMixture:
         ----------
         n : int
             Number of points, ``n >= 0``.
-        rng : numpy.random.Generator
-            Source of randomness; advanced in place.
+        rng : numpy.random.Generator, int or None
+            Source of randomness; a Generator is advanced in place, an int
+            is a seed, None is the global generator.
 
         Returns
         -------
@@ -121,8 +128,8 @@ class ToyMixture:
         mode_index : ndarray of int64, shape (n,)
             Index into ``centres`` of the component each point came from.
         """
-        _check_rng(rng)
-        n = _check_count(n, "n", minimum=0)
+        rng = as_generator(rng, "ToyMixture.sample")
+        n = count(n, "n", "ToyMixture.sample", minimum=0)
         mode = rng.integers(0, self.num_modes, size=n, dtype=np.int64)
         x = self.centres[mode] + self.std * rng.standard_normal((n, 2))
         return x.astype(np.float32), mode
@@ -206,7 +213,7 @@ class Dataset:
         h, w = self.image_shape
         return h * w
 
-    def sample_batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample_batch(self, rng, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Draw one training batch.
 
         Toy datasets draw fresh points from the mixture.  Image datasets draw
@@ -217,8 +224,9 @@ class Dataset:
 
         Parameters
         ----------
-        rng : numpy.random.Generator
-            Advanced in place.
+        rng : numpy.random.Generator, int or None
+            A Generator is advanced in place; an int is a seed, None the
+            global generator (see the module docstring).
         batch_size : int
             Number of samples, ``>= 1``.
 
@@ -231,24 +239,12 @@ class Dataset:
         y : ndarray of int64, shape (batch_size,)
             Mode index (toy) or class label (images).
         """
-        _check_rng(rng)
-        batch_size = _check_count(batch_size, "batch_size", minimum=1)
+        rng = as_generator(rng, "Dataset.sample_batch")
+        batch_size = count(batch_size, "batch_size", "Dataset.sample_batch", minimum=1)
         if self.kind == "toy":
             return self.mixture.sample(batch_size, rng)
         idx = rng.integers(0, len(self.x_train), size=batch_size, dtype=np.int64)
         return self.x_train[idx], self.y_train[idx]
-
-
-def _check_rng(rng) -> None:
-    # An int seed or the legacy RandomState would silently fork the stream.
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-
-
-def _check_count(n, what: str, minimum: int) -> int:
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {n!r}")
-    return int(n)
 
 
 # --------------------------------------------------------------------------

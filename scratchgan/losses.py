@@ -33,7 +33,8 @@ from . import backend
 from .ops import mean, mean_softplus, relu, softplus, sqrt
 from .ops import sum as _sum
 from .engine import enable_grad, grad, is_grad_enabled
-from .tensor import Tensor
+from .tensor import Tensor, as_tensor
+from .validate import as_generator
 
 __all__ = ["KINDS", "bce_with_logits", "clip_weights", "d_loss", "g_loss", "gradient_penalty", "r1_penalty", "r2_penalty"]
 
@@ -76,7 +77,7 @@ def _targets_like(targets, logits: Tensor) -> Tensor:
             targets = targets.astype(logits.dtype)  # differentiable cast (targets rarely need a gradient)
         return targets
     if isinstance(targets, numbers.Real):
-        return Tensor._wrap(xp.full(logits.shape, float(targets), dtype=logits.dtype))
+        return as_tensor(xp.full(logits.shape, float(targets), dtype=logits.dtype))
     array = targets if hasattr(targets, "dtype") and hasattr(targets, "shape") else np.asarray(targets)
     if tuple(array.shape) != logits.shape:
         raise ValueError(
@@ -86,7 +87,7 @@ def _targets_like(targets, logits: Tensor) -> Tensor:
     if array.dtype.kind not in "fiub":
         raise TypeError(f"bce_with_logits: targets must be numeric, got dtype {array.dtype}")
     # targets are constants: cast them to the logits' dtype and backend
-    return Tensor._wrap(xp.asarray(array).astype(logits.dtype, copy=True))
+    return as_tensor(xp.asarray(array).astype(logits.dtype, copy=True))
 
 
 def _as_data_tensor(x, name: str, like: Tensor | None = None) -> Tensor:
@@ -101,7 +102,7 @@ def _as_data_tensor(x, name: str, like: Tensor | None = None) -> Tensor:
             xp, dtype = backend.array_module(array), np.dtype(np.float32)
         if array.dtype.kind not in "fiub":
             raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
-        t = Tensor._wrap(xp.asarray(array).astype(dtype, copy=True))
+        t = as_tensor(xp.asarray(array).astype(dtype, copy=True))
     if t.dtype.kind != "f":
         raise TypeError(f"{name} must be floating (float32 or float64), got dtype {t.dtype}")
     if t.ndim == 0 or t.shape[0] == 0:
@@ -142,7 +143,7 @@ def _input_gradient(critic, x: Tensor, who: str) -> Tensor:
         else:
             (g,) = grad(_sum(out), x, create_graph=outer, allow_unused=True)
     if g is None:
-        g = Tensor._wrap(backend.array_module(x.data).zeros_like(x.data))
+        g = as_tensor(backend.array_module(x.data).zeros_like(x.data))
     return g
 
 
@@ -431,7 +432,8 @@ def gradient_penalty(critic, real, fake, weight: float = 10.0, target: float = 1
         Penalise only norms above the target (WGAN-LP, Petzka et al. 2018).
     rng : numpy.random.Generator, int or None
         Source of ``alpha`` (drawn on the host, then moved to the data's
-        backend); ignored when ``alpha`` is given.
+        backend); an int is a seed, None the global generator that
+        :func:`scratchgan.manual_seed` reseeds. Ignored when ``alpha`` is given.
     alpha : float, array or Tensor, optional
         Fixed interpolation factors in [0, 1] (tests): a number, or one per
         sample of shape ``(N,)`` or ``(N, 1, ..., 1)``.
@@ -463,7 +465,7 @@ def gradient_penalty(critic, real, fake, weight: float = 10.0, target: float = 1
     n = real_t.shape[0]
     a_shape = (n,) + (1,) * (real_t.ndim - 1)
     if alpha is None:
-        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        gen = as_generator(rng, "gradient_penalty")
         a = xp.asarray(gen.random(a_shape)).astype(real_t.dtype)
     else:
         a = alpha.data if isinstance(alpha, Tensor) else alpha
@@ -534,7 +536,7 @@ def clip_weights(module, c: float) -> None:
     """Clamp every parameter of ``module`` in place to ``[-c, c]`` (the original WGAN).
 
     The arrays are modified in place (``xp.clip(p.data, -c, c, out=p.data)``),
-    so optimizers and flat buffers that hold views of them see the new values.
+    so the optimizers, which hold these same arrays, see the new values.
     Nothing is recorded in the graph. Call it after each critic update.
 
     Parameters

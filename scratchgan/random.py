@@ -2,8 +2,9 @@
 
 Values are drawn on the host with a :class:`numpy.random.Generator` and then
 copied to the active backend, so a seed gives the same numbers on NumPy and
-on CuPy (the same policy as the weight initializers). Pass ``generator=`` to
-draw from a Generator of your own instead of the global one.
+on CuPy (the same policy as the weight initializers). Pass ``generator=`` (a
+Generator or an int seed, :func:`scratchgan.validate.as_generator`) to draw
+from a generator of your own instead of the global one.
 """
 
 from __future__ import annotations
@@ -12,32 +13,35 @@ import numpy as np
 
 from . import backend
 from .tensor import DEFAULT_DTYPE, Tensor, _check_dtype, _shape_of
+from .validate import as_generator, count
 
 _global = np.random.default_rng()
 
 
 def manual_seed(seed: int) -> np.random.Generator:
-    """Reseed the global generator that :func:`randn`, :func:`rand` and :func:`randint` draw from.
+    """Reseed the global generator: what :func:`randn`, :func:`rand`, :func:`randint` and every ``rng=None``
+    argument (layers, initializers, data sampling, gradient penalties) draw from.
 
-    Returns the new generator (``torch.manual_seed`` returns its generator too).
+    ``manual_seed(0)`` and then building layers gives the same weights every
+    time, as ``torch.manual_seed(0)`` does. Returns the new generator
+    (``torch.manual_seed`` returns its generator too).
     """
     global _global
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"manual_seed: seed must be a non-negative int, got {seed!r}")
-    _global = np.random.default_rng(int(seed))
+    _global = np.random.default_rng(count(seed, "seed", "manual_seed"))
     return _global
 
 
 def default_generator() -> np.random.Generator:
-    """The global generator (what ``generator=None`` draws from)."""
+    """The global generator (what ``generator=None`` and ``rng=None`` draw from).
+
+    :func:`manual_seed` replaces it, so look it up at each use rather than keeping it.
+    """
     return _global
 
 
 def _draw(fill, size, dtype, generator, requires_grad: bool, who: str) -> Tensor:
     dtype = _check_dtype(dtype) if dtype is not None else DEFAULT_DTYPE
-    gen = _global if generator is None else generator
-    if not isinstance(gen, np.random.Generator):
-        raise TypeError(f"{who}: generator must be a numpy.random.Generator, got {type(gen).__name__}")
+    gen = as_generator(generator, who, name="generator")
     values = fill(gen, _shape_of(size, who)).astype(dtype, copy=False)
     return Tensor._wrap(backend.asarray(values)).requires_grad_(requires_grad)
 
@@ -56,6 +60,6 @@ def randint(low: int, high: int, size, *, generator=None) -> Tensor:
     """Integers uniform on [low, high) of shape ``size`` (int64), as ``torch.randint``."""
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-    gen = _global if generator is None else generator
+    gen = as_generator(generator, "randint", name="generator")
     shape = _shape_of((size,) if isinstance(size, (int, np.integer)) else tuple(size), "randint")
     return Tensor._wrap(backend.asarray(gen.integers(low, high, size=shape, dtype=np.int64)))

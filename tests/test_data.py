@@ -126,10 +126,12 @@ def test_toy_mixture_rejects_bad_input():
         ToyMixture("bad", np.zeros((3, 3)), 0.1)
     with pytest.raises(ValueError, match="std"):
         ToyMixture("bad", np.zeros((3, 2)), 0.0)
-    with pytest.raises(TypeError, match="Generator"):
-        ring8().sample(3, 0)
+    # an int is a seed (scratchgan.validate's one rng policy); a legacy RandomState is refused
+    np.testing.assert_array_equal(ring8().sample(3, 0)[0], ring8().sample(3, np.random.default_rng(0))[0])
     with pytest.raises(TypeError, match="Generator"):
         ring8().sample(3, np.random.RandomState(0))
+    with pytest.raises(TypeError, match="Generator"):
+        ring8().sample(3, 0.5)
     with pytest.raises(ValueError, match="n must be"):
         ring8().sample(-1, np.random.default_rng(0))
 
@@ -444,7 +446,7 @@ def test_sample_batch_rejects_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         ds.sample_batch(np.random.default_rng(0), 0)
     with pytest.raises(TypeError, match="Generator"):
-        ds.sample_batch(123, 4)
+        ds.sample_batch("123", 4)
 
 
 def test_scaling_maps_endpoints_exactly():

@@ -211,8 +211,16 @@ def _leaves(tree, path=()):
         for k, v in tree.items():
             assert isinstance(k, str) and "/" not in k, (path, k)
             yield from _leaves(v, path + (k,))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            yield from _leaves(v, path + (i,))
     else:
         yield path, tree
+
+
+def _hypers(opt):
+    """Every group's hyperparameters (without the tensors)."""
+    return [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -235,7 +243,7 @@ def test_state_dict_round_trip_continues_bitwise(opt_cls, kw, dtype):
     fresh.load_state_dict(saved_model)
     fresh_opt = opt_cls(fresh.parameters(), lr=0.5)  # hyperparameters come back from the state too
     fresh_opt.load_state_dict(saved_opt)
-    assert fresh_opt.step_count == k and fresh_opt.hyper == opt.hyper
+    assert fresh_opt.step_count == k and _hypers(fresh_opt) == _hypers(opt)
     _train(fresh, fresh_opt, k, n, skip_last=True)
     for (name, a), b in zip(ref.state_dict().items(), fresh.state_dict().values()):
         assert a.dtype == b.dtype and np.array_equal(a, b), name
@@ -265,7 +273,7 @@ def test_load_state_dict_errors():
 
     with pytest.raises(ValueError, match="for a Adam optimizer, not SGD"):
         SGD([a, b], lr=0.1).load_state_dict(sd)
-    with pytest.raises(ValueError, match="for 2 parameters, this optimizer has 1"):
+    with pytest.raises(ValueError, match="group 0 has 2 parameters in the state, 1 in this optimizer"):
         Adam([a]).load_state_dict(sd)
     swapped = Adam([b, a])
     with pytest.raises(ValueError, match=r"exp_avg'\] has shape \(2, 3\), but parameter 0 has shape \(3,\)"):
@@ -280,9 +288,19 @@ def test_load_state_dict_errors():
     with pytest.raises(ValueError, match="not an index in 0..1"):
         opt.load_state_dict(bad)
     bad = copy.deepcopy(sd)
-    bad["hyper"]["beta1"] = 1.5
-    with pytest.raises(ValueError, match="beta1"):
+    bad["param_groups"][0]["betas"] = (1.5, 0.999)
+    with pytest.raises(ValueError, match=r"beta1 \(betas\[0\]\)"):
         opt.load_state_dict(bad)
+    bad = copy.deepcopy(sd)
+    bad["param_groups"][0]["amsgrad"] = False
+    with pytest.raises(ValueError, match="hyperparameters .* do not match"):
+        opt.load_state_dict(bad)
+    bad = copy.deepcopy(sd)
+    bad["param_groups"][0]["params"] = [1, 0]
+    with pytest.raises(ValueError, match="number the parameters 0..1 in order"):
+        opt.load_state_dict(bad)
+    with pytest.raises(ValueError, match="the state has 1 parameter groups, this optimizer has 2"):
+        Adam([{"params": [a]}, {"params": [b]}]).load_state_dict(sd)
     bad = copy.deepcopy(sd)
     del bad["step"]
     with pytest.raises(ValueError, match="do not match the expected"):
@@ -406,3 +424,397 @@ def test_adam_step_on_cupy_matches_numpy(dtype, tol):
         assert p.backend == name
         results.append(p.numpy())
     np.testing.assert_allclose(results[1], results[0], rtol=tol, atol=tol)
+
+
+# --------------------------------------------------------------------------- parameter groups
+
+GROUP_CASES = [
+    # (optimizer, constructor defaults, per-group settings): the groups differ in lr, weight decay, betas, ...
+    ("SGD", dict(lr=0.1, momentum=0.9), [dict(lr=0.05, weight_decay=0.1), dict(nesterov=True)]),
+    ("Adam", dict(lr=0.01, betas=(0.5, 0.9)), [dict(weight_decay=0.1), dict(lr=0.003, betas=(0.9, 0.99), eps=1e-6)]),
+    ("RMSprop", dict(lr=0.01), [dict(momentum=0.5, centered=True), dict(lr=0.002, alpha=0.9, weight_decay=0.05)]),
+]
+GROUP_SHAPES = [(3, 2), (4,), (2, 2)]  # parameters 0 and 1 in group 0, parameter 2 in group 1
+
+
+def _group_setup(lib, name, defaults, group_kw, values):
+    """The same three float64 parameters in two groups, for scratchgan (lib=None) or torch."""
+    if lib is None:
+        params = [sg.Tensor(v, requires_grad=True, dtype="float64") for v in values]
+        cls = {"SGD": SGD, "Adam": Adam, "RMSprop": RMSprop}[name]
+    else:
+        params = [lib.nn.Parameter(lib.tensor(v)) for v in values]
+        cls = getattr(lib.optim, name)
+    groups = [dict(params=params[:2], **group_kw[0]), dict(params=params[2:], **group_kw[1])]
+    return params, cls(groups, **defaults)
+
+
+def _schedule(opt, step):
+    """Per-group learning-rate changes, written into param_groups as a PyTorch scheduler would."""
+    if step == 4:
+        opt.param_groups[0]["lr"] *= 0.5
+    if step == 7:
+        for g in opt.param_groups:
+            g["lr"] = 0.02
+
+
+def _group_grads(step):
+    rng = np.random.default_rng(500 + step)
+    return [rng.standard_normal(s) for s in GROUP_SHAPES]
+
+
+def _run_groups(lib, name, defaults, group_kw, steps, skip=None):
+    values = [np.random.default_rng(40 + i).standard_normal(s) for i, s in enumerate(GROUP_SHAPES)]
+    params, opt = _group_setup(lib, name, defaults, group_kw, values)
+    for step in range(steps):
+        _schedule(opt, step)
+        for i, (p, g) in enumerate(zip(params, _group_grads(step))):
+            if skip is not None and skip(step, i):
+                p.grad = None
+            else:
+                p.grad = sg.Tensor(g, dtype="float64") if lib is None else lib.tensor(g)
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("name,defaults,group_kw", GROUP_CASES, ids=[c[0] for c in GROUP_CASES])
+def test_param_groups_match_torch(name, defaults, group_kw):
+    torch = pytest.importorskip("torch")
+    skip = lambda step, i: i == 1 and step % 3 == 1  # noqa: E731 - parameter 1 misses some steps
+    ours, opt = _run_groups(None, name, defaults, group_kw, 12, skip)
+    theirs, topt = _run_groups(torch, name, defaults, group_kw, 12, skip)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), **TOL)
+    # the state dict has PyTorch's structure: the same groups, numbering and per-parameter entries
+    sd, tsd = opt.state_dict(), topt.state_dict()
+    assert len(sd["param_groups"]) == len(tsd["param_groups"]) == 2
+    for g, tg in zip(sd["param_groups"], tsd["param_groups"]):
+        assert g["params"] == tg["params"]
+        for key, value in g.items():
+            assert value == (tuple(tg[key]) if key == "betas" else tg[key]), key
+    assert sorted(sd["state"]) == [str(k) for k in sorted(tsd["state"])]
+    for key, st in sd["state"].items():
+        tst = tsd["state"][int(key)]
+        assert set(st) == set(tst)
+        for entry, value in st.items():
+            np.testing.assert_allclose(value, np.asarray(tst[entry]), **TOL)
+
+
+@pytest.mark.parametrize("name,defaults,group_kw", GROUP_CASES, ids=[c[0] for c in GROUP_CASES])
+def test_groups_take_the_constructor_defaults(name, defaults, group_kw):
+    _, opt = _group_setup(None, name, defaults, group_kw, [np.zeros(s) for s in GROUP_SHAPES])
+    assert set(opt.defaults) == set(opt._hyper_keys)
+    for g, kw in zip(opt.param_groups, group_kw):
+        assert set(g) == {"params", *opt.defaults}
+        for key, default in opt.defaults.items():
+            assert g[key] == kw.get(key, default), key
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 1] and len(opt.state) == 3
+
+
+def test_group_lr_closed_form_with_a_schedule():
+    """Plain SGD, two groups: p = p0 - sum_t lr_t g, each group with its own lr sequence (no torch needed)."""
+    a = sg.Tensor([1.0, -1.0], requires_grad=True, dtype="float64")
+    b = sg.Tensor([2.0], requires_grad=True, dtype="float64")
+    opt = SGD([{"params": [a]}, {"params": b, "lr": 0.25}], lr=0.5)
+    lrs = {0: [], 1: []}
+    for step in range(6):
+        if step == 2:
+            opt.param_groups[1]["lr"] = 0.125
+        if step == 4:
+            for g in opt.param_groups:
+                g["lr"] = 1.0
+        lrs[0].append(opt.param_groups[0]["lr"])
+        lrs[1].append(opt.param_groups[1]["lr"])
+        a.grad, b.grad = sg.Tensor([1.0, 2.0], dtype="float64"), sg.Tensor([4.0], dtype="float64")
+        opt.step()
+    assert a.numpy().tolist() == (np.array([1.0, -1.0]) - sum(lrs[0]) * np.array([1.0, 2.0])).tolist()
+    assert b.numpy().tolist() == [2.0 - sum(lrs[1]) * 4.0]
+    assert lrs == {0: [0.5] * 4 + [1.0] * 2, 1: [0.25] * 2 + [0.125] * 2 + [1.0] * 2}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,defaults,group_kw", GROUP_CASES, ids=[c[0] for c in GROUP_CASES])
+def test_group_state_round_trip_continues_bitwise(name, defaults, group_kw, dtype, tmp_path):
+    """Save mid-run (after a schedule changed one group's lr), load into an optimizer built with other
+    hyperparameters, through a checkpoint file: the continuation is bitwise the straight run's."""
+    from scratchgan.checkpoint import load_checkpoint, save_checkpoint
+
+    cls = {"SGD": SGD, "Adam": Adam, "RMSprop": RMSprop}[name]
+    n, k = 10, 5
+
+    def build(seed):
+        model = nn.mlp([3, 4, 2], rng=seed, dtype=dtype)
+        layers = [m for m in model if isinstance(m, nn.Linear)]
+        return model, [dict(params=layers[0].parameters(), **group_kw[0]), dict(params=layers[1].parameters(),
+                                                                                 **group_kw[1])]
+
+    def train(model, opt, start, stop):
+        for step in range(start, stop):
+            _schedule(opt, step)
+            _train(model, opt, step, step + 1, skip_last=True)
+
+    ref, groups = build(0)
+    ref_opt = cls(groups, **defaults)
+    train(ref, ref_opt, 0, n)
+
+    first, groups = build(0)
+    opt = cls(groups, **defaults)
+    train(first, opt, 0, k)
+    initial = group_kw[0].get("lr", defaults["lr"])
+    assert opt.param_groups[0]["lr"] == initial * 0.5  # the schedule changed it before the save
+    save_checkpoint(tmp_path / "ck.npz", {"model": first.state_dict(), "opt": opt.state_dict()})
+    tree = load_checkpoint(tmp_path / "ck.npz")
+
+    fresh, groups = build(123)
+    fresh.load_state_dict(tree["model"])
+    fresh_opt = cls([{"params": g["params"]} for g in groups], lr=0.5)  # hyperparameters come from the state
+    fresh_opt.load_state_dict(tree["opt"])
+    assert _hypers(fresh_opt) == _hypers(opt)  # including the lr the schedule changed, exactly
+    assert [g["lr"] for g in fresh_opt.param_groups] == [g["lr"] for g in opt.param_groups]
+    assert fresh_opt.step_count == k
+    train(fresh, fresh_opt, k, n)
+    for (pname, a), b in zip(ref.state_dict().items(), fresh.state_dict().values()):
+        assert a.dtype == b.dtype and np.array_equal(a, b), pname
+    assert _hypers(fresh_opt) == _hypers(ref_opt)
+
+
+def test_state_dict_restores_a_scheduled_lr_exactly():
+    p = sg.Tensor(np.ones(2), requires_grad=True, dtype="float64")
+    q = sg.Tensor(np.ones(3), requires_grad=True, dtype="float64")
+    opt = Adam([{"params": [p]}, {"params": [q], "lr": 0.1}], lr=1e-3)
+    opt.param_groups[1]["lr"] = 0.1 * 0.7 ** 3  # not a round number: must come back bit for bit
+    sd = opt.state_dict()
+    assert [g["lr"] for g in sd["param_groups"]] == [1e-3, 0.1 * 0.7 ** 3]
+    other = Adam([{"params": [p]}, {"params": [q]}], lr=0.5)
+    other.load_state_dict(sd)
+    assert [g["lr"] for g in other.param_groups] == [1e-3, 0.1 * 0.7 ** 3]
+    assert other.param_groups[1]["params"][0] is q
+
+
+def test_old_state_dict_format_still_loads():
+    """A state dict written before parameter groups ("hyper", "num_params") loads and continues bitwise."""
+    ref = nn.mlp([3, 4, 2], rng=0, dtype="float64")
+    ref_opt = Adam(ref.parameters(), lr=1e-2, betas=(0.5, 0.99))
+    _train(ref, ref_opt, 0, 6, skip_last=True)
+
+    first = nn.mlp([3, 4, 2], rng=0, dtype="float64")
+    opt = Adam(first.parameters(), lr=1e-2, betas=(0.5, 0.99))
+    _train(first, opt, 0, 3, skip_last=True)
+    new = opt.state_dict()
+    (group,) = new["param_groups"]
+    old = {"type": "Adam", "step": new["step"], "num_params": len(group["params"]), "state": new["state"],
+           "hyper": {"lr": group["lr"], "beta1": group["betas"][0], "beta2": group["betas"][1], "eps": group["eps"],
+                     "weight_decay": group["weight_decay"]}}
+    fresh = nn.mlp([3, 4, 2], rng=1, dtype="float64")
+    fresh.load_state_dict(first.state_dict())
+    fresh_opt = Adam(fresh.parameters())
+    fresh_opt.load_state_dict(old)
+    assert fresh_opt.param_groups[0]["betas"] == (0.5, 0.99)
+    _train(fresh, fresh_opt, 3, 6, skip_last=True)
+    for a, b in zip(ref.state_dict().values(), fresh.state_dict().values()):
+        assert np.array_equal(a, b)
+
+
+def test_add_param_group():
+    a = sg.Tensor(np.ones(2), requires_grad=True, dtype="float64")
+    b = sg.Tensor(np.ones(3), requires_grad=True, dtype="float64")
+    opt = SGD([a], lr=0.1, momentum=0.9)
+    a.grad = sg.Tensor(np.ones(2), dtype="float64")
+    opt.step()
+    opt.add_param_group({"params": b, "lr": 0.01})  # a single tensor is a group of one, as in PyTorch
+    assert opt.param_groups[1]["momentum"] == 0.9 and opt.param_groups[1]["lr"] == 0.01
+    assert opt.params[1] is b and len(opt.state) == 2 and opt.state[1] == {}
+    b.grad = sg.Tensor(np.ones(3), dtype="float64")
+    opt.step()
+    np.testing.assert_allclose(b.numpy(), np.ones(3) - 0.01, **TOL)
+    assert opt.state_dict()["param_groups"][1]["params"] == [1]
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.add_param_group({"params": [a]})
+
+
+def _two():
+    return sg.Tensor(np.ones(2), requires_grad=True), sg.Tensor(np.ones(3), requires_grad=True)
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda a, b: SGD([{"params": [a, b]}, {"params": [b]}], lr=0.1), ValueError,
+     "group 1: parameter 0 appears in more than one parameter group"),
+    (lambda a, b: Adam([{"params": [a]}, {"lr": 0.1}]), ValueError, "parameter group 1 has no 'params'"),
+    (lambda a, b: Adam([{"params": [a], "learning_rate": 0.1}]), ValueError,
+     r"unknown hyperparameter\(s\) \['learning_rate'\]; Adam takes \['lr', 'betas', 'eps', 'weight_decay'\]"),
+    (lambda a, b: Adam([{"params": [a], "beta1": 0.5}]), ValueError, "unknown hyperparameter"),
+    (lambda a, b: SGD([{"params": [a], "lr": -0.1}]), ValueError, "parameter group 0: invalid lr"),
+    (lambda a, b: Adam([{"params": [a], "betas": (0.9,)}]), ValueError, "betas must be a pair"),
+    (lambda a, b: SGD([{"params": [a]}, b], lr=0.1), TypeError, "mixes Tensors and parameter groups"),
+    (lambda a, b: SGD({"params": [a]}, lr=0.1), TypeError, "wrap the group in a list"),
+    (lambda a, b: SGD({a, b}, lr=0.1), TypeError, "not a set"),
+    (lambda a, b: SGD([{"params": {a, b}}], lr=0.1), TypeError, "not a set"),
+    (lambda a, b: SGD([{"params": 3}], lr=0.1), TypeError, "'params' must be a Tensor or an iterable"),
+    (lambda a, b: SGD([a], lr=0.1).add_param_group([b]), TypeError, "must be a dict"),
+])
+def test_param_group_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make(*_two())
+
+
+def test_lr_property_needs_one_group():
+    a, b = _two()
+    opt = Adam([{"params": [a]}, {"params": [b], "lr": 0.1}])
+    with pytest.raises(ValueError, match="2 parameter groups.*param_groups\\[i\\]\\['lr'\\]"):
+        opt.lr
+    with pytest.raises(ValueError, match="2 parameter groups"):
+        opt.lr = 0.5
+    single = Adam([a], lr=0.1)
+    single.lr = 0.25
+    assert single.param_groups[0]["lr"] == 0.25 == single.lr
+
+
+def test_edited_groups_are_checked_at_the_next_step():
+    a, b = _two()
+    opt = SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
+    a.grad, b.grad = sg.Tensor(np.ones(2)), sg.Tensor(np.ones(3))
+    opt.step()
+    opt.param_groups[1]["lr"] = -1.0
+    with pytest.raises(ValueError, match=r"param_groups\[1\]: invalid lr -1.0"):
+        opt.step()
+    opt.param_groups[1]["lr"] = 0.1
+    opt.param_groups[0]["learning_rate"] = 0.5  # a typo must not pass silently
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: unknown hyperparameter"):
+        opt.step()
+    del opt.param_groups[0]["learning_rate"]
+    opt.param_groups[0]["nesterov"] = True  # momentum is 0: invalid combination
+    with pytest.raises(ValueError, match="Nesterov momentum requires"):
+        opt.step()
+    opt.param_groups[0]["nesterov"] = False
+    del opt.param_groups[0]["lr"]
+    with pytest.raises(ValueError, match=r"param_groups\[0\] has no \['lr'\]"):
+        opt.step()
+
+
+def test_betas_list_edited_in_place_takes_effect():
+    """The values checked at the last step are not reused after a list in a group changed in place."""
+    p = sg.Tensor(np.zeros(2), requires_grad=True, dtype="float64")
+    q = sg.Tensor(np.zeros(2), requires_grad=True, dtype="float64")
+    in_place, replaced = Adam([p], lr=0.1), Adam([q], lr=0.1)
+    in_place.param_groups[0]["betas"] = [0.9, 0.999]
+    for step in range(3):
+        if step == 1:
+            in_place.param_groups[0]["betas"][0] = 0.5
+            replaced.param_groups[0]["betas"] = (0.5, 0.999)
+        p.grad = sg.Tensor([1.0, -2.0 + step], dtype="float64")
+        q.grad = sg.Tensor([1.0, -2.0 + step], dtype="float64")
+        in_place.step()
+        replaced.step()
+        assert np.array_equal(p.numpy(), q.numpy()), step
+
+
+def test_group_lr_reaches_the_device_array():
+    """What the CuPy path relies on, with a NumPy stand-in for the device array: writing a group's lr
+    (by hand or through opt.lr) updates the one-element array the fused kernel reads, in place, so a
+    captured CUDA graph sees it; each group has its own array."""
+    a, b = _two()
+    opt = Adam([{"params": [a]}, {"params": [b], "lr": 0.1}], lr=1e-3)
+    arrays = [Adam._device_lr_array(g, g["lr"], np) for g in opt.param_groups]
+    assert [float(x[0]) for x in arrays] == [1e-3, 0.1]
+    opt.param_groups[1]["lr"] = 0.05
+    assert float(arrays[1][0]) == 0.05 and float(arrays[0][0]) == 1e-3
+    opt.param_groups[0].update(lr=0.2)
+    assert float(arrays[0][0]) == 0.2
+    opt.param_groups[0]["lr"] = -1.0  # invalid: not written (the next eager step reports it)
+    assert float(arrays[0][0]) == 0.2
+    dict.__setitem__(opt.param_groups[0], "lr", 0.3)  # bypassing the group: the next step refreshes it
+    assert Adam._device_lr_array(opt.param_groups[0], 0.3, np) is arrays[0] and float(arrays[0][0]) == 0.3
+    single = Adam([a], lr=0.1)
+    arr = Adam._device_lr_array(single.param_groups[0], 0.1, np)
+    single.lr = 0.01
+    assert float(arr[0]) == 0.01
+    copy.deepcopy(single.param_groups)  # groups stay copyable
+
+
+def test_zero_grad_set_to_none_false_leaves_zero_arrays():
+    model = nn.mlp([2, 3, 1], rng=0)
+    x = sg.Tensor(np.ones((4, 2), dtype=np.float32))
+    for zero in (lambda: SGD(model.parameters(), lr=0.1).zero_grad(set_to_none=False),
+                 lambda: model.zero_grad(set_to_none=False)):
+        model(x).sum().backward()
+        arrays = [p.grad.data for p in model.parameters()]
+        zero()
+        for p, arr in zip(model.parameters(), arrays):
+            assert p.grad is not None and p.grad.data is arr  # in place
+            assert p.grad.dtype == p.dtype and p.grad.shape == p.shape and not p.grad.numpy().any()
+        model(x).sum().backward()  # accumulates onto the zeros: the plain gradient
+        grads = [p.grad.numpy().copy() for p in model.parameters()]
+        model.zero_grad()
+        model(x).sum().backward()
+        for p, g in zip(model.parameters(), grads):
+            np.testing.assert_array_equal(p.grad.numpy(), g)
+        model.zero_grad()
+        assert all(p.grad is None for p in model.parameters())
+    a, b = _two()
+    opt = SGD([a, b], lr=0.1)
+    opt.zero_grad(set_to_none=False)
+    assert a.grad is None and b.grad is None  # a missing gradient stays missing
+
+
+def test_zero_grad_without_set_to_none_detaches_a_graph_gradient():
+    x = sg.Tensor([1.0, 2.0], requires_grad=True, dtype="float64")
+    (g,) = sg.grad((x * x).sum(), x, create_graph=True)
+    x.grad = g  # a gradient that is part of a graph: zeroing it in place would change that graph
+    SGD([x], lr=0.1).zero_grad(set_to_none=False)
+    assert x.grad is not g and not x.grad.requires_grad and x.grad.numpy().tolist() == [0.0, 0.0]
+    assert g.numpy().tolist() == [2.0, 4.0]
+
+
+def test_step_with_closure_returns_its_loss():
+    w = sg.Tensor([3.0], requires_grad=True, dtype="float64")
+    opt = SGD([w], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    with sg.no_grad():  # the closure runs with gradients enabled anyway, as in PyTorch
+        loss = opt.step(closure)
+    assert loss.item() == 9.0 and w.numpy().tolist() == [3.0 - 0.25 * 6.0]
+    assert opt.step() is None
+
+
+def test_constructor_arguments_in_torch_order():
+    torch = pytest.importorskip("torch")
+    import inspect
+
+    for ours in (SGD, Adam, RMSprop):
+        names = list(inspect.signature(ours.__init__).parameters)[1:]
+        theirs = list(inspect.signature(getattr(torch.optim, ours.__name__).__init__).parameters)[1:len(names) + 1]
+        assert names == theirs, ours.__name__
+        defaults = {k: v.default for k, v in inspect.signature(ours.__init__).parameters.items() if k in names[1:]}
+        tdefaults = inspect.signature(getattr(torch.optim, ours.__name__).__init__).parameters
+        for k, v in defaults.items():
+            assert v == tdefaults[k].default, (ours.__name__, k)
+
+
+def test_repr_names_every_group():
+    a, b = _two()
+    text = repr(Adam([{"params": [a]}, {"params": [b], "lr": 0.1}]))
+    assert "group 0: lr=0.001" in text and "group 1: lr=0.1" in text and "2 params" in text
+
+
+@pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
+def test_adam_groups_on_cupy_match_numpy():
+    rng = np.random.default_rng(4)
+    p0, grads = [rng.standard_normal((8, 4)), rng.standard_normal(4)], [rng.standard_normal((8, 4)) for _ in range(4)]
+    results = []
+    for name in ("numpy", "cupy"):
+        ps = [sg.Tensor(v, requires_grad=True, dtype="float64").to_backend(name) for v in p0]
+        opt = Adam([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.05, "betas": (0.5, 0.9)}], lr=1e-2)
+        for step, g in enumerate(grads):
+            if step == 2:
+                opt.param_groups[1]["lr"] = 0.2
+            ps[0].grad = sg.Tensor(g, dtype="float64").to_backend(name)
+            ps[1].grad = sg.Tensor(g[0], dtype="float64").to_backend(name)
+            opt.step()
+        results.append([p.numpy() for p in ps])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)

@@ -1,4 +1,9 @@
-"""Weight initializers, drawn on the host from an explicit Generator (PyTorch's names)."""
+"""Weight initializers, drawn on the host (PyTorch's names).
+
+Every initializer takes ``rng``: a numpy.random.Generator, an int seed, or None
+for the global generator that :func:`scratchgan.manual_seed` reseeds (the policy
+of :func:`scratchgan.validate.as_generator`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
-from .module import LINEAR_INITS, _as_generator
+from ..validate import as_generator
+from .module import LINEAR_INITS
 
 # --------------------------------------------------------------------------- initializers
 
@@ -57,24 +63,18 @@ def _write(tensor, host: np.ndarray):
     return tensor
 
 
-def _check_rng(rng, who: str) -> np.random.Generator:
-    if rng is None:
-        raise TypeError(f"{who}: pass rng, a numpy.random.Generator (e.g. np.random.default_rng(seed)) or an int seed")
-    return _as_generator(rng)
+def uniform_(tensor, a: float = 0.0, b: float = 1.0, *, rng=None):
+    """Fill in place with ``U(a, b)`` drawn on the host by ``rng`` (``torch.nn.init.uniform_``'s arguments)."""
+    rng = as_generator(rng, "uniform_")
+    return _write(tensor, rng.uniform(a, b, size=_target(tensor).shape))
 
 
-def uniform_(tensor, rng, low: float = 0.0, high: float = 1.0):
-    """Fill in place with ``U(low, high)`` drawn on the host by ``rng``."""
-    rng = _check_rng(rng, "uniform_")
-    return _write(tensor, rng.uniform(low, high, size=_target(tensor).shape))
-
-
-def normal_(tensor, rng, mean: float = 0.0, std: float = 1.0):
+def normal_(tensor, mean: float = 0.0, std: float = 1.0, *, rng=None):
     """Fill in place with ``N(mean, std^2)`` drawn on the host by ``rng``.
 
-    The DCGAN initialization is ``normal_(w, rng, 0.0, 0.02)`` (Radford et al. 2016).
+    The DCGAN initialization is ``normal_(w, 0.0, 0.02)`` (Radford et al. 2016).
     """
-    rng = _check_rng(rng, "normal_")
+    rng = as_generator(rng, "normal_")
     if std < 0:
         raise ValueError(f"normal_: std must be >= 0, got {std}")
     return _write(tensor, rng.normal(mean, std, size=_target(tensor).shape))
@@ -97,7 +97,7 @@ def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
-def xavier_uniform_(tensor, rng, gain: float = 1.0):
+def xavier_uniform_(tensor, gain: float = 1.0, *, rng=None):
     """Glorot/Xavier uniform (Glorot & Bengio 2010), in place.
 
     ``W ~ U(-a, a)`` with ``a = gain * sqrt(6 / (fan_in + fan_out))``, which
@@ -105,14 +105,14 @@ def xavier_uniform_(tensor, rng, gain: float = 1.0):
     """
     fan_in, fan_out = calculate_fans(_target(tensor).shape)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return _write(tensor, _check_rng(rng, "xavier_uniform_").uniform(-bound, bound, size=_target(tensor).shape))
+    return _write(tensor, as_generator(rng, "xavier_uniform_").uniform(-bound, bound, size=_target(tensor).shape))
 
 
-def xavier_normal_(tensor, rng, gain: float = 1.0):
+def xavier_normal_(tensor, gain: float = 1.0, *, rng=None):
     """Glorot/Xavier normal, in place: ``W ~ N(0, std^2)``, ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
     fan_in, fan_out = calculate_fans(_target(tensor).shape)
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    return _write(tensor, _check_rng(rng, "xavier_normal_").normal(0.0, std, size=_target(tensor).shape))
+    return _write(tensor, as_generator(rng, "xavier_normal_").normal(0.0, std, size=_target(tensor).shape))
 
 
 def _kaiming_std(shape, a, mode, nonlinearity) -> float:
@@ -123,7 +123,7 @@ def _kaiming_std(shape, a, mode, nonlinearity) -> float:
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
 
-def kaiming_uniform_(tensor, rng, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", *, rng=None):
     """He/Kaiming uniform (He et al. 2015), in place.
 
     ``W ~ U(-b, b)`` with ``b = gain * sqrt(3 / fan)``, ``gain =
@@ -132,19 +132,19 @@ def kaiming_uniform_(tensor, rng, a: float = 0.0, mode: str = "fan_in", nonlinea
     PyTorch's Linear default, ``b = 1 / sqrt(fan_in)``.
     """
     bound = math.sqrt(3.0) * _kaiming_std(_target(tensor).shape, a, mode, nonlinearity)
-    return _write(tensor, _check_rng(rng, "kaiming_uniform_").uniform(-bound, bound, size=_target(tensor).shape))
+    return _write(tensor, as_generator(rng, "kaiming_uniform_").uniform(-bound, bound, size=_target(tensor).shape))
 
 
-def kaiming_normal_(tensor, rng, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", *, rng=None):
     """He/Kaiming normal (He et al. 2015), in place: ``W ~ N(0, (gain / sqrt(fan))^2)``.
 
     With the defaults (``a = 0``) the gain is sqrt(2), the ReLU value.
     """
     std = _kaiming_std(_target(tensor).shape, a, mode, nonlinearity)
-    return _write(tensor, _check_rng(rng, "kaiming_normal_").normal(0.0, std, size=_target(tensor).shape))
+    return _write(tensor, as_generator(rng, "kaiming_normal_").normal(0.0, std, size=_target(tensor).shape))
 
 
-def pytorch_linear_init_(weight, bias, rng):
+def pytorch_linear_init_(weight, bias, *, rng=None):
     """PyTorch's default Linear initialization, in place.
 
     PyTorch calls ``kaiming_uniform_(W, a=sqrt(5))``: gain ``sqrt(2/(1+5)) =
@@ -152,18 +152,18 @@ def pytorch_linear_init_(weight, bias, rng):
     ``W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` and the bias (when not None)
     ``b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; the weight is drawn first.
     """
-    rng = _check_rng(rng, "pytorch_linear_init_")
+    rng = as_generator(rng, "pytorch_linear_init_")
     fan_in, _ = calculate_fans(_target(weight).shape)
     bound = 1.0 / math.sqrt(fan_in)
-    uniform_(weight, rng, -bound, bound)
+    uniform_(weight, -bound, bound, rng=rng)
     if bias is not None:
-        uniform_(bias, rng, -bound, bound)
+        uniform_(bias, -bound, bound, rng=rng)
     return weight
 
 
-def dcgan_init_(weight, bias, rng, std: float = 0.02):
+def dcgan_init_(weight, bias, std: float = 0.02, *, rng=None):
     """DCGAN initialization (Radford et al. 2016), in place: ``W ~ N(0, 0.02^2)``, ``b = 0``."""
-    normal_(weight, rng, 0.0, std)
+    normal_(weight, 0.0, std, rng=rng)
     if bias is not None:
         zeros_(bias)
     return weight
@@ -171,14 +171,14 @@ def dcgan_init_(weight, bias, rng, std: float = 0.02):
 
 def _init_linear(weight, bias, init: str, rng) -> None:
     if init == "pytorch":
-        pytorch_linear_init_(weight, bias, rng)
+        pytorch_linear_init_(weight, bias, rng=rng)
         return
     if init == "xavier":
-        xavier_uniform_(weight, rng)
+        xavier_uniform_(weight, rng=rng)
     elif init == "he":
-        kaiming_normal_(weight, rng, a=0.0, nonlinearity="relu")
+        kaiming_normal_(weight, a=0.0, nonlinearity="relu", rng=rng)
     elif init == "dcgan":
-        normal_(weight, rng, 0.0, 0.02)
+        normal_(weight, 0.0, 0.02, rng=rng)
     else:
         raise ValueError(f"unknown init {init!r}; choose one of {LINEAR_INITS}")
     if bias is not None:
