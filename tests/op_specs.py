@@ -10,6 +10,7 @@ Adding an op is one line, e.g. ``OpSpec("hinge", lambda x: ops.relu(1 - x), kink
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -38,6 +39,8 @@ class OpSpec:
     min_dims: int = 0
     # reference(*arrays, **kwargs) -> float64 array: the forward written independently in plain NumPy
     reference: Callable | None = None
+    # the first-order (array) and recorded (create_graph) gradients agree to this rtol; 0: bit for bit
+    paths_rtol: float = 0.0
 
     def __repr__(self) -> str:  # short pytest ids
         return self.name
@@ -147,6 +150,8 @@ def _linear_shapes(draw):
 
 _distinct = st.integers(-400, 400).map(lambda i: i / 128)  # with unique=True: no ties, gaps >= 1/128
 
+import conv_reference as _conv  # noqa: E402 - direct-loop references and strategies of the conv ops
+
 SPECS = [
     OpSpec("add", ops.add, 2, "broadcast"),
     OpSpec("sub", ops.sub, 2, "broadcast"),
@@ -192,6 +197,53 @@ SPECS = [
            kwargs=lambda s: st.sampled_from(_CLIP_BOUNDS)),
     OpSpec("where", lambda a, b, cond: ops.where(cond, a, b), 2, "broadcast",
            kwargs=lambda s: _kw("cond", _conditions(s))),
+    # convolutions: strides 1 and 2 (also mixed), paddings 0-2, non-square kernels and inputs, batch 1;
+    # inputs in [-1, 1] keep the float32-vs-float64 comparison within its tolerance (sums of up to ~70 products)
+    OpSpec("conv2d", ops.conv2d, 3, _conv.conv2d_shapes(bias=True), bounds=(-1.0, 1.0),
+           kwargs=_conv.conv2d_kwargs, second_order=True, reference=_conv.conv2d_loop),
+    OpSpec("conv2d_nobias", ops.conv2d, 2, _conv.conv2d_shapes(bias=False), bounds=(-1.0, 1.0),
+           kwargs=_conv.conv2d_kwargs, second_order=True, reference=_conv.conv2d_loop),
+    OpSpec("conv_transpose2d", ops.conv_transpose2d, 3, _conv.conv_transpose2d_shapes(bias=True), bounds=(-1.0, 1.0),
+           kwargs=_conv.conv_transpose2d_kwargs, second_order=True, reference=_conv.conv_transpose2d_loop),
+    OpSpec("conv_transpose2d_nobias", ops.conv_transpose2d, 2, _conv.conv_transpose2d_shapes(bias=False),
+           bounds=(-1.0, 1.0), kwargs=_conv.conv_transpose2d_kwargs, second_order=True,
+           reference=_conv.conv_transpose2d_loop),
+    OpSpec("conv2d_weight", _conv.conv2d_weight_call, 2, _conv.conv2d_weight_shapes(), bounds=(-1.0, 1.0),
+           kwargs=_conv.conv2d_weight_kwargs, second_order=True, reference=_conv.conv2d_weight_loop),
 ]
+
+# --------------------------------------------------------------------------- reference forwards
+
+def _np_softplus(x):
+    return np.log1p(np.exp(x))  # the textbook form: fine for the specs' bounded inputs
+
+
+def _np_clip(x, lo, hi):
+    return np.minimum(np.maximum(x, -np.inf if lo is None else lo), np.inf if hi is None else hi)
+
+
+# Each op's forward written again in plain NumPy, independently of scratchgan (test_forward_matches_reference).
+REFERENCES = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "neg": np.negative,
+    "pow_scalar": lambda x, p: x ** p, "pow_tensor": np.power, "matmul": np.matmul,
+    "linear": lambda x, w, b: x @ w + b, "linear_relu": lambda x, w, b: np.where(x @ w + b > 0, x @ w + b, 0.0),
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh,
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "relu": lambda x: np.where(x > 0, x, 0.0), "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
+    "softplus": _np_softplus, "log_sigmoid": lambda x: -_np_softplus(-x),
+    "mean_softplus": lambda x: np.mean(_np_softplus(x)),
+    "sum": lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+    "mean": lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+    "max": lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+    "min": lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+    "reshape": lambda x, shape: np.reshape(x, shape), "transpose": lambda x, axes: np.transpose(x, axes),
+    "concatenate": lambda *xs, axis: np.concatenate(xs, axis=axis),
+    "getitem_basic": lambda x, index: x[index], "getitem_array": lambda x, index: x[index],
+    "maximum": np.maximum, "minimum": np.minimum, "clip": _np_clip,
+    "where": lambda a, b, cond: np.where(cond, a, b),
+}
+SPECS = [s if s.reference is not None else dataclasses.replace(s, reference=REFERENCES[s.name]) for s in SPECS]
+assert all(s.reference is not None for s in SPECS), "every op in the table needs a reference forward"
+
 
 SECOND_ORDER = [s for s in SPECS if s.second_order]

@@ -23,7 +23,7 @@ from scratchgan import backend as sgb
 from scratchgan import ops
 from op_specs import SECOND_ORDER, SPECS, OpSpec, cases
 
-EPS, ATOL, RTOL = 1e-6, 1e-5, 1e-3  # PROTOCOLS.md, gradient checks
+EPS, ATOL, RTOL = 1e-6, 1e-5, 1e-3  # central differences in float64, PyTorch gradcheck's defaults
 
 
 def leaves(arrays):
@@ -110,6 +110,48 @@ def test_first_order(backend, spec: OpSpec, data):
     summed = sg.grad(total, xs, grad_outputs=g_out)
     for g, s in zip(grads, summed):
         np.testing.assert_allclose(host(s), k * host(g), rtol=1e-12, atol=1e-300)  # atol: subnormals
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+@given(data=st.data())
+def test_forward_matches_reference(backend, spec: OpSpec, data):
+    """The op's float64 forward equals an independent plain-NumPy forward (``OpSpec.reference``)."""
+    case = data.draw(cases(spec), label="case")
+    out = case.call(spec, *leaves(case.arrays))
+    expected = np.asarray(spec.reference(*[a.copy() for a in case.arrays], **case.kwargs), dtype=np.float64)
+    assert out.shape == expected.shape, f"{spec.name}: shape {out.shape}, reference {expected.shape}"
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-14, err_msg=spec.name)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+@given(data=st.data())
+def test_first_order_gradient_equals_recorded_gradient(backend, spec: OpSpec, data):
+    """One definition per derivative: a rule's first-order shortcut and its recorded path agree.
+
+    Several rules (matmul, linear, linear_relu, relu, mean_softplus) compute a
+    plain ``backward`` on the raw arrays and use differentiable ops only when
+    ``create_graph=True``. Finite differences check the first path (test
+    above); the second is what double backprop (WGAN-GP, R1) differentiates,
+    and ``gradgradcheck`` cannot see a wrong factor in it (the numerical
+    second derivative is taken of that same wrong first derivative). So every
+    op's two paths are compared here: bit for bit where the arithmetic is the
+    same, to ``spec.paths_rtol`` where it differs.
+    """
+    case = data.draw(cases(spec), label="case")
+    xs = leaves(case.arrays)
+    out = case.call(spec, *xs)
+    upstream = sg.Tensor(np.random.default_rng(case.seed).standard_normal(out.shape), dtype="float64")
+    plain = sg.grad(out, xs, grad_outputs=upstream, retain_graph=True, allow_unused=True)
+    recorded = sg.grad(out, xs, grad_outputs=upstream, create_graph=True, allow_unused=True)
+    for i, (p, r) in enumerate(zip(plain, recorded)):
+        assert (p is None) == (r is None), f"{spec.name}: input {i}"
+        if p is None:
+            continue
+        if spec.paths_rtol == 0.0:
+            np.testing.assert_array_equal(host(p), host(r), err_msg=f"{spec.name}: input {i}")
+        else:
+            np.testing.assert_allclose(host(p), host(r), rtol=spec.paths_rtol, atol=1e-300,
+                                       err_msg=f"{spec.name}: input {i}")
 
 
 BINARY = [s for s in SPECS if s.shapes in ("broadcast", "matmul") and s.arity == 2]

@@ -14,27 +14,37 @@ weight, pass ``weight.T`` (``load_state_dict`` hints at this when the two
 shapes are transposes of each other). Fans are read accordingly:
 ``fan_in = shape[0]`` and ``fan_out = shape[1]``.
 
+The convolution layers (:mod:`scratchgan.nn.conv`) keep PyTorch's weight layouts:
+``Conv2d.weight`` is ``(out, in, kh, kw)`` and ``ConvTranspose2d.weight`` is
+``(in, out, kh, kw)``, so PyTorch's conv weights load as they are.
+
 Randomness
 ----------
 Initializers and :class:`Dropout` draw on the host with an explicit
 :class:`numpy.random.Generator` and then copy the values to the parameter's
 backend, so a seed gives the same weights on NumPy and on CuPy. Layers take
-``rng``: a Generator, an int seed, or None (fresh OS entropy, not
-reproducible). Several layers sharing one Generator draw in construction
-order, which is what :func:`mlp` does.
+``rng``: a Generator, an int seed, or None for scratchgan's global
+generator, which ``scratchgan.manual_seed(s)`` reseeds (so ``sg.manual_seed(0)``
+then building a model is reproducible, as in PyTorch). Several layers sharing
+one Generator draw in construction order, which is what :func:`mlp` does.
 """
 
 from .init import (
     calculate_fans, calculate_gain, constant_, dcgan_init_, kaiming_normal_, kaiming_uniform_, normal_, ones_,
     pytorch_linear_init_, uniform_, xavier_normal_, xavier_uniform_, zeros_,
 )
+from .conv import Conv2d, ConvTranspose2d
 from .layers import (
-    BatchNorm1d, Dropout, Embedding, Identity, LayerNorm, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Tanh, mlp,
+    BatchNorm1d, BatchNorm2d, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, ReLU, Sequential,
+    Sigmoid, Tanh, Unflatten, mlp,
 )
+from .loss import BCELoss, BCEWithLogitsLoss, MSELoss
 from .module import LINEAR_INITS, IncompatibleKeys, Module, Parameter
 
 
 __all__ = [
+    "BCELoss", "BCEWithLogitsLoss", "MSELoss",
+    "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Flatten", "Unflatten",
     "BatchNorm1d", "Dropout", "Embedding", "Identity", "IncompatibleKeys", "LINEAR_INITS", "LayerNorm", "LeakyReLU", "Linear",
     "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "calculate_fans", "calculate_gain", "constant_",
     "dcgan_init_", "kaiming_normal_", "kaiming_uniform_", "mlp", "normal_", "ones_", "pytorch_linear_init_",

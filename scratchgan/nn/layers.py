@@ -1,4 +1,7 @@
-"""Layers: Linear, Embedding, Sequential, activations, Dropout, LayerNorm, BatchNorm1d, and mlp()."""
+"""Layers: Linear, Embedding, Sequential, activations, Flatten, Unflatten, Dropout, LayerNorm, BatchNorm1d/2d, mlp().
+
+The convolution layers are in :mod:`scratchgan.nn.conv`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from .. import backend
 from ..ops import getitem, leaky_relu, linear, linear_relu, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
 from ..tensor import Tensor, as_tensor
 from .init import _init_linear, normal_, ones_
-from .module import LINEAR_INITS, Module, _as_generator, _empty_param, _float_dtype, _positive_int
+from ..validate import as_generator, float_dtype, positive_int
+from .module import LINEAR_INITS, Module, _empty_param
 
 # --------------------------------------------------------------------------- layers
 
@@ -28,7 +32,9 @@ class Linear(Module):
         b = 0. ``"he"``: W ~ N(0, 2/fan_in), b = 0. ``"dcgan"``: W ~ N(0,
         0.02^2), b = 0.
     rng : numpy.random.Generator, int or None
-        Source of the initial values (drawn on the host).
+        Source of the initial values (drawn on the host); None: the global
+        generator that :func:`scratchgan.manual_seed` reseeds (see
+        :func:`scratchgan.validate.as_generator`).
     dtype : {"float32", "float64"}
 
     Attributes
@@ -43,11 +49,11 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "pytorch",
                  rng=None, dtype="float32"):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features", "Linear")
-        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        self.in_features = positive_int(in_features, "in_features", "Linear")
+        self.out_features = positive_int(out_features, "out_features", "Linear")
         if init not in LINEAR_INITS:
             raise ValueError(f"Linear: unknown init {init!r}; choose one of {LINEAR_INITS}")
-        dtype = _float_dtype(dtype)
+        dtype = float_dtype(dtype, "Linear")
         self.init = init
         self.weight = _empty_param((self.in_features, self.out_features), dtype)
         self.bias = _empty_param((self.out_features,), dtype) if bias else None
@@ -55,7 +61,7 @@ class Linear(Module):
 
     def reset_parameters(self, rng=None) -> None:
         """Draw fresh values with this layer's ``init`` scheme."""
-        _init_linear(self.weight, self.bias, self.init, _as_generator(rng))
+        _init_linear(self.weight, self.bias, self.init, as_generator(rng, "Linear"))
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -91,10 +97,10 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, rng=None, dtype="float32"):
         super().__init__()
-        self.num_embeddings = _positive_int(num_embeddings, "num_embeddings", "Embedding")
-        self.embedding_dim = _positive_int(embedding_dim, "embedding_dim", "Embedding")
-        self.weight = _empty_param((self.num_embeddings, self.embedding_dim), _float_dtype(dtype))
-        normal_(self.weight, _as_generator(rng))
+        self.num_embeddings = positive_int(num_embeddings, "num_embeddings", "Embedding")
+        self.embedding_dim = positive_int(embedding_dim, "embedding_dim", "Embedding")
+        self.weight = _empty_param((self.num_embeddings, self.embedding_dim), float_dtype(dtype, "Embedding"))
+        normal_(self.weight, rng=as_generator(rng, "Embedding"))
 
     def forward(self, indices) -> Tensor:
         """Rows for ``indices`` (a Tensor or array of ints, any shape): shape ``indices.shape + (dim,)``."""
@@ -178,7 +184,14 @@ class Identity(Module):
 
 
 class ReLU(Module):
-    """``y = max(x, 0)``."""
+    """``y = max(x, 0)``.
+
+    ``inplace`` is accepted for PyTorch compatibility and ignored: every op
+    here makes a new array (the fused ``linear_relu`` already avoids the copy).
+    """
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
 
     def forward(self, x):
         return relu(x)
@@ -191,7 +204,7 @@ class LeakyReLU(Module):
     GAN discriminators usually pass 0.2 (DCGAN), as the trainer's models do.
     """
 
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):  # inplace: accepted, ignored (see ReLU)
         super().__init__()
         self.negative_slope = float(negative_slope)
 
@@ -216,6 +229,65 @@ class Sigmoid(Module):
         return sigmoid(x)
 
 
+class Flatten(Module):
+    """Merge axes ``start_dim..end_dim`` into one (PyTorch's ``nn.Flatten``): ``(N, C, H, W) -> (N, C·H·W)``.
+
+    A reshape, so the gradient is the reshape back. Negative dims count from
+    the end. The order of the merged values is C order (NCHW), as in PyTorch,
+    whatever the memory layout of the input (a conv output's channels-last
+    view is copied into that order).
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        ndim = max(x.ndim, 1)
+        start, end = self.start_dim, self.end_dim
+        start, end = start + ndim if start < 0 else start, end + ndim if end < 0 else end
+        if not (0 <= start < ndim and 0 <= end < ndim) or start > end:
+            raise ValueError(f"Flatten: start_dim={self.start_dim}, end_dim={self.end_dim} do not select axes "
+                             f"of an input of shape {x.shape}")
+        shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+        return reshape(x, shape)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split axis ``dim`` into ``unflattened_size`` (PyTorch's ``nn.Unflatten``): ``(N, C·H·W) -> (N, C, H, W)``.
+
+    ``unflattened_size`` is a tuple of ints whose product is the axis's size
+    (one entry may be -1). A reshape, so the gradient is the reshape back.
+    """
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim = int(dim)
+        self.unflattened_size = tuple(int(v) for v in unflattened_size)
+        if not self.unflattened_size or any(v < 1 and v != -1 for v in self.unflattened_size) \
+                or self.unflattened_size.count(-1) > 1:
+            raise ValueError(f"Unflatten: unflattened_size must be positive ints (one may be -1), "
+                             f"got {unflattened_size!r}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        dim = self.dim + x.ndim if self.dim < 0 else self.dim
+        if not 0 <= dim < x.ndim:
+            raise ValueError(f"Unflatten: dim {self.dim} is out of range for an input of shape {x.shape}")
+        sizes = self.unflattened_size
+        known = int(np.prod([v for v in sizes if v != -1]))
+        size = x.shape[dim]
+        if (-1 in sizes and size % known) or (-1 not in sizes and known != size):
+            raise ValueError(f"Unflatten: axis {dim} of size {size} (input shape {x.shape}) cannot be split "
+                             f"into {sizes}")
+        return reshape(x, x.shape[:dim] + sizes + x.shape[dim + 1:])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
 class Dropout(Module):
     """Inverted dropout.
 
@@ -230,7 +302,8 @@ class Dropout(Module):
         Drop probability in [0, 1].
     rng : numpy.random.Generator, int or None
         Source of the masks, drawn on the host (so NumPy and CuPy runs drop
-        the same elements for the same seed).
+        the same elements for the same seed). None: the global generator
+        (:func:`scratchgan.manual_seed`), looked up at each call.
     """
 
     def __init__(self, p: float = 0.5, rng=None):
@@ -238,13 +311,14 @@ class Dropout(Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = float(p)
-        self.rng = _as_generator(rng)
+        # None stays None: the global generator is looked up at each forward (manual_seed replaces it)
+        self.rng = None if rng is None else as_generator(rng, "Dropout")
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        keep = self.rng.random(x.shape) >= self.p
+        keep = as_generator(self.rng, "Dropout").random(x.shape) >= self.p
         mask = (keep * scale).astype(x.dtype)
         return mul(x, as_tensor(backend.array_module(x.data).asarray(mask)))
 
@@ -285,10 +359,10 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, dtype="float32"):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
-        self.normalized_shape = tuple(_positive_int(s, "normalized_shape", "LayerNorm") for s in shape)
+        self.normalized_shape = tuple(positive_int(s, "normalized_shape", "LayerNorm") for s in shape)
         self.eps = float(eps)
         self.elementwise_affine = bool(elementwise_affine)
-        dtype = _float_dtype(dtype)
+        dtype = float_dtype(dtype, "LayerNorm")
         if self.elementwise_affine:
             self.weight = ones_(_empty_param(self.normalized_shape, dtype))
             self.bias = _empty_param(self.normalized_shape, dtype)
@@ -312,7 +386,76 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
-class BatchNorm1d(Module):
+class _BatchNorm(Module):
+    """The body of :class:`BatchNorm1d` and :class:`BatchNorm2d`: per-channel statistics over every other axis.
+
+    A subclass sets ``_NDIMS`` (the input ranks it accepts) and ``_SHAPES``
+    (how its error message names them).
+    """
+
+    _NDIMS: tuple = ()
+    _SHAPES = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+                 dtype="float32"):
+        super().__init__()
+        self.num_features = positive_int(num_features, "num_features", type(self).__name__)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1], got {momentum}")
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+        dtype = float_dtype(dtype, type(self).__name__)
+        if self.affine:
+            self.weight = ones_(_empty_param((self.num_features,), dtype))
+            self.bias = _empty_param((self.num_features,), dtype)
+        else:
+            self.weight = self.bias = None
+        self.register_buffer("running_mean", backend.xp.zeros(self.num_features, dtype=dtype))
+        self.register_buffer("running_var", backend.xp.ones(self.num_features, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.num_features
+        if x.ndim not in self._NDIMS or x.shape[1] != c:
+            who, expected = type(self).__name__, self._SHAPES.format(c=c)
+            raise ValueError(f"{who}: expected input of shape {expected}, got {x.shape}")
+        axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channels
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        if self.training:
+            m = x.size // c
+            if m < 2:
+                raise ValueError(
+                    f"{type(self).__name__}: expected more than 1 value per channel when training, "
+                    f"got input shape {x.shape}"
+                )
+            mu = mean(x, axis=axes, keepdims=True)
+            xc = x - mu
+            var = mean(xc * xc, axis=axes, keepdims=True)
+            y = _normalize(xc, var, self.eps)
+            # running statistics: plain array arithmetic, never recorded
+            mom = self.momentum
+            rm, rv = self.running_mean, self.running_var
+            rm *= 1.0 - mom
+            rm += mom * mu.data.reshape(c)
+            rv *= 1.0 - mom
+            rv += (mom * m / (m - 1)) * var.data.reshape(c)
+        else:
+            xp = backend.array_module(x.data)
+            rm = as_tensor(self.running_mean.reshape(shape))
+            inv = as_tensor((1.0 / xp.sqrt(self.running_var + self.eps)).astype(x.dtype).reshape(shape))
+            y = (x - rm) * inv
+        if self.affine:
+            if x.ndim == 2:
+                y = y * self.weight + self.bias
+            else:
+                y = y * reshape(self.weight, shape) + reshape(self.bias, shape)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
     """Batch normalization (Ioffe & Szegedy 2015) over ``(N, C)`` or ``(N, C, L)`` inputs.
 
     Training mode, per channel c over the batch (and length) axes, m values:
@@ -349,61 +492,33 @@ class BatchNorm1d(Module):
     dtype : {"float32", "float64"}
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
-                 dtype="float32"):
-        super().__init__()
-        self.num_features = _positive_int(num_features, "num_features", "BatchNorm1d")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1], got {momentum}")
-        self.eps = float(eps)
-        self.momentum = float(momentum)
-        self.affine = bool(affine)
-        dtype = _float_dtype(dtype)
-        if self.affine:
-            self.weight = ones_(_empty_param((self.num_features,), dtype))
-            self.bias = _empty_param((self.num_features,), dtype)
-        else:
-            self.weight = self.bias = None
-        self.register_buffer("running_mean", backend.xp.zeros(self.num_features, dtype=dtype))
-        self.register_buffer("running_var", backend.xp.ones(self.num_features, dtype=dtype))
+    _NDIMS = (2, 3)
+    _SHAPES = "(N, {c}) or (N, {c}, L)"
 
-    def forward(self, x: Tensor) -> Tensor:
-        c = self.num_features
-        if x.ndim not in (2, 3) or x.shape[1] != c:
-            raise ValueError(f"BatchNorm1d: expected input of shape (N, {c}) or (N, {c}, L), got {x.shape}")
-        axes = (0,) if x.ndim == 2 else (0, 2)
-        shape = (1, c) if x.ndim == 2 else (1, c, 1)
-        if self.training:
-            m = x.size // c
-            if m < 2:
-                raise ValueError(
-                    f"BatchNorm1d: expected more than 1 value per channel when training, got input shape {x.shape}"
-                )
-            mu = mean(x, axis=axes, keepdims=True)
-            xc = x - mu
-            var = mean(xc * xc, axis=axes, keepdims=True)
-            y = _normalize(xc, var, self.eps)
-            # running statistics: plain array arithmetic, never recorded
-            mom = self.momentum
-            rm, rv = self.running_mean, self.running_var
-            rm *= 1.0 - mom
-            rm += mom * mu.data.reshape(c)
-            rv *= 1.0 - mom
-            rv += (mom * m / (m - 1)) * var.data.reshape(c)
-        else:
-            xp = backend.array_module(x.data)
-            rm = as_tensor(self.running_mean.reshape(shape))
-            inv = as_tensor((1.0 / xp.sqrt(self.running_var + self.eps)).astype(x.dtype).reshape(shape))
-            y = (x - rm) * inv
-        if self.affine:
-            if x.ndim == 2:
-                y = y * self.weight + self.bias
-            else:
-                y = y * reshape(self.weight, shape) + reshape(self.bias, shape)
-        return y
 
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over ``(N, C, H, W)`` inputs: per channel, over the batch and both spatial axes.
+
+    The same computation as :class:`BatchNorm1d` (same formulas, running
+    statistics with the unbiased variance as PyTorch, eval mode with the
+    running statistics), with the ``m = N·H·W`` values of a channel. It keeps
+    the input's memory layout (a conv output's channels-last view stays one).
+    Do not use it in a WGAN-GP critic (batch statistics couple the samples).
+
+    Parameters
+    ----------
+    num_features : int
+        C.
+    eps : float
+    momentum : float
+        In [0, 1].
+    affine : bool
+        Learn ``gamma`` (``weight``, ones) and ``beta`` (``bias``, zeros).
+    dtype : {"float32", "float64"}
+    """
+
+    _NDIMS = (4,)
+    _SHAPES = "(N, {c}, H, W)"
 
 
 # --------------------------------------------------------------------------- mlp
@@ -459,12 +574,12 @@ def mlp(sizes, activation="relu", out_activation=None, rng=None, init: str = "py
     -------
     Sequential
     """
-    sizes = [_positive_int(s, "sizes", "mlp") for s in sizes]
+    sizes = [positive_int(s, "sizes", "mlp") for s in sizes]
     if len(sizes) < 2:
         raise ValueError(f"mlp: sizes needs at least an input and an output width, got {sizes}")
     if norm not in (None, "layer", "batch"):
         raise ValueError(f"mlp: norm must be None, 'layer' or 'batch', got {norm!r}")
-    rng = _as_generator(rng)
+    rng = as_generator(rng, "mlp")
     layers: list[Module] = []
     n = len(sizes) - 1
     for i in range(n):

@@ -55,51 +55,6 @@ def softplus(a: Tensor) -> Tensor:
     return make_result(data, (a,), softplus_backward)
 
 
-def mean_softplus_backward(g, out, needs):
-    # d/da_i of (1/N) sum_j softplus(a_j) = sigma(a_i) / N, in the order of mean(softplus(a))'s own rules
-    a = out._parents[0]
-    scale = 1.0 / a.data.size
-    if not is_grad_enabled():  # first-order: the same products on the arrays
-        xp = backend.array_module(a.data)
-        g_scaled = g.data * g.data.dtype.type(scale)  # a scalar argument: no host-to-device copy on CuPy
-        return (wrap_array(g_scaled * _stable_sigmoid(xp, a.data)),)
-    return (mul(mul(g, scale), sigmoid(a)),)
-
-
-def mean_softplus(a: Tensor) -> Tensor:
-    r"""``mean(softplus(a))`` over every element, as one op.
-
-    .. math::
-
-        L = \frac1N \sum_i \operatorname{softplus}(a_i), \qquad
-        \frac{\partial L}{\partial a_i} = \frac{\sigma(a_i)}{N}.
-
-    The same values and gradients, bit for bit, as ``mean(softplus(a))``
-    (the stable softplus, then the sum times ``1/N``) with one graph node
-    instead of three: it is the whole of the non-saturating and minimax GAN
-    losses (:mod:`scratchgan.losses`), so it runs three times per training
-    step. Differentiable again (the rule uses ``sigmoid``).
-
-    Raises
-    ------
-    TypeError
-        For an integer or boolean ``a``.
-    ValueError
-        For an empty ``a`` (a mean over no elements is undefined).
-    """
-    x = a.data
-    if x.dtype.kind != "f":
-        raise TypeError(f"mean_softplus: expected a floating tensor (logits), got dtype {x.dtype}; "
-                        "convert it with .float() or .double()")
-    if x.size == 0:
-        raise ValueError(f"mean_softplus: the input is empty (shape {a.shape}); a mean over no elements is undefined")
-    xp = backend.array_module(x)
-    values = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
-    total = values.sum(axis=tuple(range(x.ndim)))
-    data = total * x.dtype.type(1.0 / x.size)  # as mean's mul by 1/N, in the input's dtype
-    return make_result(data, (a,), mean_softplus_backward)
-
-
 def log_sigmoid_backward(g, out, needs):
     # d log sigma(a)/da = 1 - sigma(a) = sigma(-a)
     return (mul(g, sigmoid(neg(out._parents[0]))),)
@@ -118,7 +73,7 @@ def relu_backward(g, out, needs):
     x = out._parents[0].data
     if not is_grad_enabled():  # first-order: nothing to record, work on the arrays directly
         if backend.array_module(x) is not np:
-            return (Tensor._wrap(kernels.relu_grad(g.data, x)),)  # one fused kernel on the GPU
+            return (wrap_array(kernels.relu_grad(g.data, x)),)  # one fused kernel on the GPU
         return (wrap_array(g.data * (x > 0)),)
     return (mul(g, x > 0),)
 

@@ -4,16 +4,15 @@ A rule ``name_backward(g, out, needs)`` returns one gradient per input of the
 op, written with differentiable ops so that it can itself be differentiated.
 ``needs[i]`` says whether input ``i`` needs a gradient; a rule skips the work
 for the others (constants). Gradients may have the broadcast shape: the
-engine reduces them (see ``tensor._unbroadcast``).
+engine reduces them (see ``engine._unbroadcast``).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import backend, kernels
+from .. import backend
 from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
 from ..tensor import Tensor
+from .shape import reshape, swapaxes
 
 
 def _broadcast_error(op: str, a: Tensor, b: Tensor) -> ValueError:
@@ -122,8 +121,8 @@ def matmul_backward(g, out, needs):
     if not is_grad_enabled() and a.ndim == 2 and b.ndim == 2:
         # first-order backward records nothing: the same products on the arrays skip the op plumbing
         gd = g.data
-        return (Tensor._wrap(backend.matmul(gd, b.data.T)) if needs[0] else None,
-                Tensor._wrap(backend.matmul(a.data.T, gd)) if needs[1] else None)
+        return (wrap_array(backend.matmul(gd, b.data.T)) if needs[0] else None,
+                wrap_array(backend.matmul(a.data.T, gd)) if needs[1] else None)
     ga = matmul(g, swapaxes(b, -1, -2)) if needs[0] else None
     gb = matmul(swapaxes(a, -1, -2), g) if needs[1] else None
     return ga, gb
@@ -154,96 +153,6 @@ def matmul(a, b) -> Tensor:
     except ValueError:
         raise ValueError(f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast together") from None
     return make_result(data, (a, b), matmul_backward)
-
-
-def _linear_grads_of_arrays(gd, x, w, needs):
-    """First-order gradients of ``x @ w (+ b)`` for the upstream array ``gd``, on the arrays.
-
-    Nothing is recorded, so the op plumbing is skipped: the same products
-    as the differentiable path of :func:`linear_backward`.
-    """
-    grads = (Tensor._wrap(backend.matmul(gd, w.T)) if needs[0] else None,
-             Tensor._wrap(backend.matmul(x.T, gd)) if needs[1] else None)
-    if len(needs) == 3:
-        grads += ((Tensor._wrap(gd.sum(axis=0)) if needs[2] else None),)
-    return grads
-
-
-def linear_backward(g, out, needs):
-    x, w = out._parents[0], out._parents[1]
-    if not is_grad_enabled() and x.data.ndim == 2:
-        # create_graph=True takes the differentiable path below, so double backprop is unchanged
-        return _linear_grads_of_arrays(g.data, x.data, w.data, needs)
-    gx = matmul(g, swapaxes(w, -1, -2)) if needs[0] else None
-    gw = matmul(swapaxes(x, -1, -2), g) if needs[1] else None
-    grads = (gx, gw)
-    if len(needs) == 3:
-        grads += ((sum_(g, axis=0) if needs[2] else None),)
-    return grads
-
-
-def linear(x, weight, bias=None) -> Tensor:
-    """Affine map ``x @ weight + bias`` for a batch ``x`` of shape (N, in), as one op.
-
-    Same values as ``matmul`` then ``add``, with one rule instead of two
-    (the bias gradient is ``g.sum(axis=0)`` directly) and one temporary less:
-    the fused form is the hot path of every MLP. ``weight`` is (in, out).
-    """
-    x, weight = binary_operands(x, weight, "linear")
-    if x.ndim != 2 or weight.ndim != 2:
-        out = matmul(x, weight)
-        return out if bias is None else add(out, bias)
-    if x.shape[1] != weight.shape[0]:
-        raise ValueError(f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape} "
-                         f"({x.shape[1]} != {weight.shape[0]})")
-    data = backend.matmul(x.data, weight.data)
-    if bias is None:
-        return make_result(data, (x, weight), linear_backward)
-    _, bias = binary_operands(x, bias, "linear")
-    if bias.shape != (weight.shape[1],):
-        raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
-    data += bias.data  # the matmul's fresh output: adding in place is safe
-    return make_result(data, (x, weight, bias), linear_backward)
-
-
-def linear_relu_backward(g, out, needs):
-    # relu(a) > 0 exactly where a > 0, so the op's output gives the mask: the pre-activation is not kept
-    y = out.data
-    if is_grad_enabled():
-        return linear_backward(mul(g, y > 0), out, needs)
-    # first order: on the arrays (one fused kernel for the masked gradient on the GPU)
-    g_pre = g.data * (y > 0) if y.__class__ is np.ndarray else kernels.relu_grad(g.data, y)
-    return _linear_grads_of_arrays(g_pre, out._parents[0].data, out._parents[1].data, needs)
-
-
-def linear_relu(x, weight, bias) -> Tensor:
-    """``relu(x @ weight + bias)`` for a batch ``x`` of shape (N, in), as one op.
-
-    The same values and gradients as :func:`linear` followed by ``relu``
-    (``nn.Sequential`` uses it for a ``Linear`` directly followed by a
-    ``ReLU``). The pre-activation is the op's own temporary, so the ReLU is
-    applied to it in place (one array and one graph node less per layer),
-    and the rule takes the mask from the output. On CuPy the bias add and
-    the ReLU are one kernel.
-    """
-    x, weight = binary_operands(x, weight, "linear_relu")
-    _, bias = binary_operands(x, bias, "linear_relu")
-    if x.ndim != 2 or weight.ndim != 2:
-        from .activation import relu  # noqa: PLC0415 - activation imports this module
-
-        return relu(linear(x, weight, bias))
-    if x.shape[1] != weight.shape[0]:
-        raise ValueError(f"linear_relu: input of shape {x.shape} does not fit a weight of shape {weight.shape} "
-                         f"({x.shape[1]} != {weight.shape[0]})")
-    if bias.shape != (weight.shape[1],):
-        raise ValueError(f"linear_relu: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
-    data = backend.matmul(x.data, weight.data)
-    if backend.array_module(data) is not np:
-        kernels.bias_relu_(data, bias.data)
-    else:
-        data += bias.data
-        np.maximum(data, 0, out=data)
-    return make_result(data, (x, weight, bias), linear_relu_backward)
 
 
 # --------------------------------------------------------------------------- unary math
@@ -386,5 +295,3 @@ def ne(a, b) -> Tensor:
     return _compare("not_equal", a, b)
 
 
-from .reduce import sum as sum_  # noqa: E402
-from .shape import reshape, swapaxes  # noqa: E402 - shape ops use arith ops too

@@ -1,0 +1,440 @@
+"""2-D convolutions (NCHW): conv2d, conv_transpose2d and conv2d_weight, each the others' gradient.
+
+Three linear maps cover every derivative of a convolution, to any order
+(Chainer's ``Convolution2DFunction`` / ``Deconvolution2DFunction`` /
+``Convolution2DGradW``). For ``y = conv2d(x, W)`` with stride ``s`` and
+padding ``p``, and ``x_p`` the input padded with ``p`` zeros:
+
+.. math::
+
+    y_{n,o,a,b} = \\sum_{c,i,j} W_{o,c,i,j} \\, x_{p;\\,n,c,\\,sa+i,\\,sb+j}
+
+It is bilinear in ``(x, W)``, so each partial derivative is again a linear map
+of the upstream gradient ``g`` and of the other operand:
+
+* ``dL/dx = conv_transpose2d(g, W)``: the adjoint of ``x -> conv2d(x, W)``;
+* ``dL/dW = conv2d_weight(x, g)``: ``sum_{n,a,b} g_{n,o,a,b} x_{p; n,c,sa+i,sb+j}``.
+
+``conv_transpose2d`` and ``conv2d_weight`` are bilinear too, and their partial
+derivatives are again among the three ops (see each rule). The backward rules
+are written with these differentiable ops only: with gradients disabled (a
+first-order backward) they compute arrays and record nothing; with
+``create_graph=True`` they record a graph that can be differentiated again
+(WGAN-GP, R1 through a conv critic). Each derivative has one definition.
+
+How the forward is computed (CPU and GPU, the same code)
+--------------------------------------------------------
+*im2col*: the input, viewed channels-last (N, H, W, C) and padded once, is
+seen through :func:`as_strided` as the 6-D array of windows (N, OH, OW, kh,
+kw, C) without a copy; one reshape copies it into the column matrix
+(N·OH·OW, kh·kw·C) (each run of kw·C values is contiguous in the source, so
+the copy is fast), and one
+matrix product with the weight (kh·kw·C, O) gives (N·OH·OW, O), i.e. the
+output in NHWC memory. It is returned as the NCHW *view* of that array (a
+transpose, no copy): the next layer's channels-last view of it is then free.
+
+*col2im* (the transposed convolution): one product of the input rows
+(N·H·W, C_in) with the weight gives the columns, laid out (kh·kw, N·H·W,
+C_out) (a stacked product, one block per kernel tap), which are summed back
+into a zero buffer with kh·kw slice-adds (never ``add.at``). The buffer is kept
+phase-major, (s_h, s_w, N, H_s, W_s, C_out), so that each slice-add writes
+contiguous rows of W·C_out values; one strided copy interleaves the phases
+into (N, H_p, W_p, C_out), and the output is its cropped NCHW view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..engine import binary_operands, make_result
+from ..tensor import Tensor
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
+    """``value`` (an int or a pair of ints) as a pair, each at least ``minimum``."""
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if is_int(value):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if pair[0] < minimum or pair[1] < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _operands(x, weight, op: str) -> tuple[Tensor, Tensor]:
+    x, weight = binary_operands(x, weight, op)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected float32 or float64 tensors, got dtype {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    return x, weight
+
+
+def _check_weight(weight: Tensor, op: str, layout: str) -> None:
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D weight {layout}, got shape {weight.shape}")
+    if weight.shape[2] < 1 or weight.shape[3] < 1:
+        raise ValueError(f"{op}: the kernel must be at least 1x1, got weight shape {weight.shape}")
+
+
+def _check_bias(x: Tensor, bias, channels: int, op: str) -> Tensor:
+    _, bias = binary_operands(x, bias, op)
+    if bias.shape != (channels,):
+        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({channels},)")
+    return bias
+
+
+def _conv_out_size(size: int, k: int, s: int, p: int, op: str, axis: str) -> int:
+    if size + 2 * p < k:
+        raise ValueError(f"{op}: kernel {axis} {k} is larger than the padded input {axis} "
+                         f"{size} + 2*{p} = {size + 2 * p}")
+    return (size + 2 * p - k) // s + 1
+
+
+def _leftover(in_shape, kernel, stride, padding) -> tuple[int, int]:
+    """Rows and columns of the padded input that no window reaches: ``(H + 2p - kh) mod s``.
+
+    They are the ``output_padding`` that makes ``conv_transpose2d`` give back the input size.
+    """
+    return tuple((in_shape[2 + a] + 2 * padding[a] - kernel[a]) % stride[a] for a in (0, 1))
+
+
+# --------------------------------------------------------------------------- im2col, col2im (arrays)
+
+
+def _im2col(x, kh: int, kw: int, stride, padding, out_hw):
+    """Columns (N·OH·OW, kh·kw·C) of ``x`` (N, C, H, W): row (n, a, b), column (i, j, c).
+
+    Column ``(i, j, c)`` of row ``(n, a, b)`` is ``x_p[n, c, s_h a + i, s_w b + j]``.
+    """
+    xp = backend.array_module(x)
+    n, c, h, w = x.shape
+    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
+    x = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
+    if ph or pw:
+        padded = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+        padded[:, ph:ph + h, pw:pw + w, :] = x
+        x = padded
+    s_n, s_h, s_w, s_c = x.strides
+    windows = xp.lib.stride_tricks.as_strided(x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+    return windows.reshape(n * oh * ow, kh * kw * c)  # the one copy
+
+
+def _col2im(cols, n: int, h: int, w: int, kh: int, kw: int, stride, padding, out_hw):
+    """The adjoint of :func:`_im2col`: sum columns (kh·kw, N·H·W, C) into an (N, C, OH, OW) view.
+
+    Window ``(n, a, b)`` adds its column ``(i, j)`` (C values) at ``y_p[n, :, s_h a + i, s_w b + j]``;
+    ``y`` is the padded result cropped by the padding. The buffer is kept *phase-major*: padded
+    row ``s_h u + r`` lives at ``buf[r, :, :, u]`` (likewise columns), so each of the kh·kw
+    slice-adds writes contiguous rows of W·C values from a contiguous block of ``cols``; one
+    strided copy interleaves the phases at the end (none for stride 1).
+    """
+    xp = backend.array_module(cols)
+    c = cols.shape[-1]
+    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
+    # rows per phase: enough for every window and for the cropped output (output_padding may exceed the padding)
+    hs = max(h - 1 + -(-kh // sh), -(-(oh + ph) // sh))
+    ws = max(w - 1 + -(-kw // sw), -(-(ow + pw) // sw))
+    buf = xp.zeros((sh, sw, n, hs, ws, c), dtype=cols.dtype)
+    cols = cols.reshape(kh, kw, n, h, w, c)
+    for i in range(kh):
+        u = i // sh
+        for j in range(kw):
+            v = j // sw
+            buf[i % sh, j % sw, :, u:u + h, v:v + w, :] += cols[i, j]
+    if sh == 1 and sw == 1:
+        full = buf[0, 0]
+    else:  # padded row s_h u + r, column s_w v + t <- buf[r, t, :, u, v]
+        full = xp.empty((n, hs, sh, ws, sw, c), dtype=buf.dtype)
+        full[...] = buf.transpose(2, 3, 0, 4, 1, 5)
+        full = full.reshape(n, hs * sh, ws * sw, c)
+    return full[:, ph:ph + oh, pw:pw + ow, :].transpose(0, 3, 1, 2)
+
+
+_FEW_CHANNELS = 8  # below this many output channels, small stacked products are slow (BLAS at n < 8)
+
+
+def _transpose_columns(rows, weight):
+    """Columns of the transposed convolution: ``rows (N·H·W, C_in)`` times each tap of ``weight``.
+
+    Returns the contiguous (kh·kw, N·H·W, C_out) array that :func:`_col2im` reads, from one
+    product: a stacked one, ``rows @ W_stack (kh·kw, C_in, C_out)`` (a batched GEMM: contiguous
+    per tap, no copy); with fewer than 8 output channels, where BLAS is slow on such thin
+    matrices, the 2-D ``rows @ W (C_in, kh·kw·C_out)`` followed by one reordering copy.
+    While a CUDA graph is captured (CuPy refuses batched cuBLAS calls then), the stack is
+    multiplied tap by tap through :func:`backend.matmul`.
+    """
+    xp = backend.array_module(rows)
+    c_in, c_out, kh, kw = weight.shape
+    m = rows.shape[0]
+    if c_out < _FEW_CHANNELS:
+        w_cols = weight.transpose(0, 2, 3, 1).reshape(c_in, kh * kw * c_out)  # (C_in, (i, j, o)): a small copy
+        cols = backend.matmul(rows, w_cols)
+        return xp.ascontiguousarray(cols.reshape(m, kh * kw, c_out).transpose(1, 0, 2))
+    stack = weight.transpose(2, 3, 0, 1).reshape(kh * kw, c_in, c_out)  # ((i, j), C_in, C_out): a small copy
+    if not getattr(backend, "_capturing", False):
+        return rows @ stack
+    out = xp.empty((kh * kw, m, c_out), dtype=rows.dtype)
+    for t in range(kh * kw):
+        out[t] = backend.matmul(rows, stack[t])
+    return out
+
+
+def _rows(t):
+    """(N, C, H, W) as the matrix (N·H·W, C): no copy when the memory is channels-last."""
+    n, c, h, w = t.shape
+    return t.transpose(0, 2, 3, 1).reshape(n * h * w, c)
+
+
+# --------------------------------------------------------------------------- conv2d
+
+
+def conv2d_backward(g, out, needs):
+    x, w = out._parents[0], out._parents[1]
+    stride, padding = out._ctx
+    # dL/dx = conv2d's adjoint applied to g; dL/dW = sum over windows of g * x; dL/db = sum of g over (N, H, W)
+    gx = (conv_transpose2d(g, w, stride=stride, padding=padding,
+                           output_padding=_leftover(x.shape, w.shape[2:], stride, padding)) if needs[0] else None)
+    gw = conv2d_weight(x, g, w.shape, stride=stride, padding=padding) if needs[1] else None
+    grads = (gx, gw)
+    if len(needs) == 3:
+        grads += ((sum_(g, axis=(0, 2, 3)) if needs[2] else None),)
+    return grads
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
+    """2-D convolution (cross-correlation, as PyTorch's ``conv2d``) of an NCHW batch.
+
+    .. math::
+
+        y_{n,o,a,b} = b_o + \\sum_{c=0}^{C-1} \\sum_{i=0}^{k_h-1} \\sum_{j=0}^{k_w-1}
+            W_{o,c,i,j} \\; x_{p;\\,n,\\,c,\\,s_h a + i,\\,s_w b + j}
+
+    where ``x_p`` is ``x`` padded with ``p`` zeros on each side. Output size
+    (PyTorch's): ``OH = (H + 2 p_h - k_h) // s_h + 1``, likewise ``OW``.
+
+    Gradients (the rule), for an upstream gradient ``g``:
+    ``dL/dx = conv_transpose2d(g, W, s, p, output_padding=(H + 2p - k) mod s)``,
+    ``dL/dW = conv2d_weight(x, g, W.shape, s, p)``,
+    ``dL/db = sum(g, axis=(0, 2, 3))``. These are differentiable ops, so the
+    gradient can be differentiated again.
+
+    Parameters
+    ----------
+    x : Tensor
+        Input of shape (N, C, H, W), float32 or float64.
+    weight : Tensor
+        Shape (O, C, k_h, k_w), PyTorch's layout; same dtype as ``x``.
+    bias : Tensor, optional
+        Shape (O,).
+    stride : int or (int, int)
+        >= 1.
+    padding : int or (int, int)
+        Zeros added on both sides of each spatial axis, >= 0.
+
+    Returns
+    -------
+    Tensor
+        Shape (N, O, OH, OW). Its array is the NCHW view of a channels-last
+        (N, OH, OW, O) array (a transpose, no copy).
+
+    Raises
+    ------
+    ValueError
+        Inputs that are not 4-D, a channel mismatch, a kernel larger than the
+        padded input, bad stride or padding, a bias of the wrong shape.
+    TypeError
+        Mixed float32/float64 operands, or non-floating ones.
+    """
+    op = "conv2d"
+    x, weight = _operands(x, weight, op)
+    _check_weight(weight, op, "(out_channels, in_channels, kh, kw)")
+    stride = _pair(stride, "stride", op, 1)
+    padding = _pair(padding, "padding", op, 0)
+    n, c, h, w = x.shape
+    o, c_w, kh, kw = weight.shape
+    if c != c_w:
+        raise ValueError(f"{op}: input has {c} channels (shape {x.shape}) but the weight expects {c_w} "
+                         f"(weight shape {weight.shape}, layout (out, in, kh, kw))")
+    oh = _conv_out_size(h, kh, stride[0], padding[0], op, "height")
+    ow = _conv_out_size(w, kw, stride[1], padding[1], op, "width")
+    cols = _im2col(x.data, kh, kw, stride, padding, (oh, ow))
+    w_cols = weight.data.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)  # (O, (i, j, c)): a small copy
+    y = backend.matmul(cols, w_cols.T)  # (N·OH·OW, O)
+    parents = (x, weight)
+    if bias is not None:
+        bias = _check_bias(x, bias, o, op)
+        y += bias.data  # the product's fresh output: in place is safe
+        parents = (x, weight, bias)
+    data = y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    return make_result(data, parents, conv2d_backward, ctx=(stride, padding))
+
+
+# --------------------------------------------------------------------------- conv_transpose2d
+
+
+def conv_transpose2d_backward(g, out, needs):
+    x, w = out._parents[0], out._parents[1]
+    stride, padding, _ = out._ctx
+    # y = conv2d's input gradient of x; so dL/dx = conv2d(g, W) and dL/dW = conv2d_weight with the roles swapped
+    gx = conv2d(g, w, stride=stride, padding=padding) if needs[0] else None
+    gw = conv2d_weight(g, x, w.shape, stride=stride, padding=padding) if needs[1] else None
+    grads = (gx, gw)
+    if len(needs) == 3:
+        grads += ((sum_(g, axis=(0, 2, 3)) if needs[2] else None),)
+    return grads
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0) -> Tensor:
+    """Transposed 2-D convolution (PyTorch's ``conv_transpose2d``): the adjoint of :func:`conv2d` in its input.
+
+    Each input pixel scatters a weighted copy of the kernel into the output:
+
+    .. math::
+
+        y_{p;\\,n,\\,o,\\,s_h a + i,\\,s_w b + j} \\mathrel{+}= \\sum_c x_{n,c,a,b} \\, W_{c,o,i,j},
+        \\qquad y = b_o + y_p[\\ldots, p_h : p_h + OH, p_w : p_w + OW]
+
+    so that ``<conv_transpose2d(x, W), z> = <x, conv2d(z, W)>`` (without bias).
+    Output size (PyTorch's): ``OH = (H - 1) s_h - 2 p_h + k_h + output_padding_h``.
+    ``output_padding`` (< stride) adds rows and columns at the bottom and right
+    that no input reaches; it picks which of the ``s`` input sizes of the
+    matching conv2d this op inverts.
+
+    Gradients (the rule): ``dL/dx = conv2d(g, W, s, p)``,
+    ``dL/dW = conv2d_weight(g, x, W.shape, s, p)`` (``g`` in the role of the
+    conv2d input, ``x`` in that of its output gradient), ``dL/db = sum(g,
+    axis=(0, 2, 3))``.
+
+    Parameters
+    ----------
+    x : Tensor
+        Input of shape (N, C_in, H, W), float32 or float64.
+    weight : Tensor
+        Shape (C_in, C_out, k_h, k_w), PyTorch's layout.
+    bias : Tensor, optional
+        Shape (C_out,).
+    stride : int or (int, int)
+        >= 1.
+    padding : int or (int, int)
+        >= 0; crops ``padding`` rows and columns from each border.
+    output_padding : int or (int, int)
+        >= 0 and smaller than the stride.
+
+    Returns
+    -------
+    Tensor
+        Shape (N, C_out, OH, OW): an NCHW view of a channels-last buffer.
+
+    Raises
+    ------
+    ValueError
+        Inputs that are not 4-D, a channel mismatch, output_padding >= stride,
+        an output size below 1, bad stride or padding, a bias of the wrong shape.
+    TypeError
+        Mixed float32/float64 operands, or non-floating ones.
+    """
+    op = "conv_transpose2d"
+    x, weight = _operands(x, weight, op)
+    _check_weight(weight, op, "(in_channels, out_channels, kh, kw)")
+    stride = _pair(stride, "stride", op, 1)
+    padding = _pair(padding, "padding", op, 0)
+    output_padding = _pair(output_padding, "output_padding", op, 0)
+    if output_padding[0] >= stride[0] or output_padding[1] >= stride[1]:
+        raise ValueError(f"{op}: output_padding {output_padding} must be smaller than the stride {stride}")
+    n, c, h, w = x.shape
+    c_w, o, kh, kw = weight.shape
+    if c != c_w:
+        raise ValueError(f"{op}: input has {c} channels (shape {x.shape}) but the weight expects {c_w} "
+                         f"(weight shape {weight.shape}, layout (in, out, kh, kw))")
+    oh = (h - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
+    ow = (w - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
+    if oh < 1 or ow < 1 or h < 1 or w < 1:
+        raise ValueError(f"{op}: the output size ({oh}, {ow}) = (H - 1) * stride - 2 * padding + kernel + "
+                         f"output_padding is below 1 for input shape {x.shape}, kernel {(kh, kw)}, stride {stride}, "
+                         f"padding {padding}, output_padding {output_padding}")
+    cols = _transpose_columns(_rows(x.data), weight.data)  # (kh·kw, N·H·W, C_out)
+    data = _col2im(cols, n, h, w, kh, kw, stride, padding, (oh, ow))
+    parents = (x, weight)
+    if bias is not None:
+        bias = _check_bias(x, bias, o, op)
+        data += bias.data.reshape(1, o, 1, 1)  # a view of the fresh buffer: in place is safe
+        parents = (x, weight, bias)
+    return make_result(data, parents, conv_transpose2d_backward, ctx=(stride, padding, output_padding))
+
+
+# --------------------------------------------------------------------------- conv2d_weight
+
+
+def conv2d_weight_backward(g, out, needs):
+    x, gy = out._parents
+    stride, padding = out._ctx
+    # the op is conv2d's weight gradient, bilinear in (x, gy): for an upstream G of the weight's shape,
+    # x gets conv2d's input gradient for weight G, gy gets conv2d(x, G)
+    gx = (conv_transpose2d(gy, g, stride=stride, padding=padding,
+                           output_padding=_leftover(x.shape, g.shape[2:], stride, padding)) if needs[0] else None)
+    ggy = conv2d(x, g, stride=stride, padding=padding) if needs[1] else None
+    return gx, ggy
+
+
+def conv2d_weight(x, gy, weight_shape, stride=1, padding=0) -> Tensor:
+    """The weight gradient of :func:`conv2d` as an op of its own (Chainer's ``Convolution2DGradW``).
+
+    .. math::
+
+        G_{o,c,i,j} = \\sum_{n,a,b} gy_{n,o,a,b} \\; x_{p;\\,n,\\,c,\\,s_h a + i,\\,s_w b + j}
+
+    computed as one product ``gy_rows^T (O, N·OH·OW) @ im2col(x) (N·OH·OW,
+    kh·kw·C)``. It is bilinear in ``(x, gy)``; for an upstream gradient ``U``
+    of the weight's shape its rule is ``dL/dx = conv_transpose2d(gy, U, s, p,
+    output_padding=(H + 2p - k) mod s)`` and ``dL/dgy = conv2d(x, U, s, p)``.
+
+    Parameters
+    ----------
+    x : Tensor
+        The convolution's input, (N, C, H, W).
+    gy : Tensor
+        The gradient of its output, (N, O, OH, OW) with ``OH = (H + 2p - kh) // s + 1``.
+    weight_shape : tuple of 4 ints
+        (O, C, kh, kw).
+    stride, padding : int or (int, int)
+
+    Returns
+    -------
+    Tensor
+        Shape ``weight_shape``, C-contiguous.
+    """
+    op = "conv2d_weight"
+    x, gy = _operands(x, gy, op)
+    stride = _pair(stride, "stride", op, 1)
+    padding = _pair(padding, "padding", op, 0)
+    weight_shape = tuple(weight_shape)
+    if len(weight_shape) != 4 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in weight_shape):
+        raise ValueError(f"{op}: weight_shape must be 4 positive ints (O, C, kh, kw), got {weight_shape}")
+    o, c, kh, kw = (int(v) for v in weight_shape)
+    if gy.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D output gradient (N, O, OH, OW), got shape {gy.shape}")
+    n, _, h, w = x.shape
+    oh = _conv_out_size(h, kh, stride[0], padding[0], op, "height")
+    ow = _conv_out_size(w, kw, stride[1], padding[1], op, "width")
+    if x.shape[1] != c or gy.shape != (n, o, oh, ow):
+        raise ValueError(f"{op}: input {x.shape} and output gradient {gy.shape} do not fit weight shape "
+                         f"{weight_shape} with stride {stride} and padding {padding}: expected input (N, {c}, H, W) "
+                         f"and output gradient {(n, o, oh, ow)}")
+    xp = backend.array_module(x.data)
+    cols = _im2col(x.data, kh, kw, stride, padding, (oh, ow))
+    gw = backend.matmul(_rows(gy.data).T, cols)  # (O, (i, j, c))
+    data = xp.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+    return make_result(data, (x, gy), conv2d_weight_backward, ctx=(stride, padding))
+
+
+from .reduce import sum as sum_  # noqa: E402
