@@ -9,7 +9,9 @@ are imported at once; the heavier ones (``sg.data``, ``sg.metrics``,
 
 import importlib
 
-from .tensor import Tensor, as_tensor, full, ones, ones_like, tensor, zeros, zeros_like  # first: the engine and ops build on it
+from .tensor import (  # first: the engine and ops build on it
+    Tensor, as_tensor, bool_, float32, float64, full, int64, ones, ones_like, tensor, zeros, zeros_like,
+)
 from . import engine, losses, nn, ops, optim
 from .backend import cupy_available, get_backend, set_backend
 from .engine import detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -21,7 +23,7 @@ __version__ = "0.1.0"
 # submodules imported on first attribute access (they pull in scipy, matplotlib or the data loaders)
 _LAZY_SUBMODULES = (
     "checkpoint", "classifier", "cli", "config", "cuda_graph", "data", "image_eval", "metrics", "models", "plots",
-    "runlog", "train", "validate",
+    "process", "runlog", "train", "validate",
 )
 
 
@@ -36,7 +38,7 @@ def __dir__():
 
 
 __all__ = [
-    "GradcheckError", "Tensor", "as_tensor", "cupy_available", "detect_anomaly", "enable_grad", "engine", "full",
+    "GradcheckError", "Tensor", "as_tensor", "bool_", "float32", "float64", "int64", "cupy_available", "detect_anomaly", "enable_grad", "engine", "full",
     "get_backend", "grad", "gradcheck", "gradgradcheck", "is_grad_enabled", "losses", "manual_seed", "nn",
     "no_grad", "ones", "ones_like", "ops", "optim", "rand", "randint", "randn", "set_backend", "set_grad_enabled",
     "tensor", "zeros", "zeros_like",

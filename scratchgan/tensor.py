@@ -22,6 +22,9 @@ from . import backend
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 DEFAULT_DTYPE = np.dtype(np.float32)
 
+# dtype names as attributes, as ``torch.float32``: ``sg.full((n,), 1.0, dtype=sg.float32)``
+float32, float64, int64, bool_ = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)
+
 # --------------------------------------------------------------------------- Tensor
 
 
@@ -169,6 +172,26 @@ class Tensor:
 
     def zero_grad(self) -> None:
         self.grad = None
+
+    # ---- in place
+    def fill_(self, value) -> Tensor:
+        """Fill with ``value`` in place and return self (PyTorch's ``fill_``).
+
+        For tensors outside the recorded graph (labels, buffers) or under
+        :func:`scratchgan.no_grad` (an initializer): writing into a tensor
+        that requires grad while recording raises, as in PyTorch. There is no
+        version counter, so do not overwrite values that a recorded op has
+        saved for its backward.
+        """
+        if self.requires_grad and _engine.is_grad_enabled():
+            raise RuntimeError(f"fill_: a tensor that requires grad (shape {self.shape}) cannot be written in place "
+                               "while the graph is recorded; do it inside scratchgan.no_grad(), or detach() first")
+        self.data[...] = value
+        return self
+
+    def zero_(self) -> Tensor:
+        """Fill with zeros in place and return self."""
+        return self.fill_(0)
 
     # ---- autograd
     def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False,

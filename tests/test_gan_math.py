@@ -275,7 +275,7 @@ def test_linear_discriminator_untrained_is_at_chance():
     acc = _accuracy(disc, np.random.default_rng(1))
     assert acc == pytest.approx(0.5, abs=0.05)
     x, z = _gaussians(np.random.default_rng(2), 64)
-    assert bce_with_logits(disc(sg.Tensor(x)), z).item() == pytest.approx(np.log(2), rel=1e-6)
+    assert bce_with_logits(disc(sg.Tensor(x, dtype="float32")), z).item() == pytest.approx(np.log(2), rel=1e-6)
 
 
 def test_linear_discriminator_separates_gaussians():

@@ -11,32 +11,29 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor, as_tensor
+from ..validate import as_generator, float_dtype, positive_int
 
 LINEAR_INITS = ("pytorch", "xavier", "he", "dcgan")
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _float_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"parameters must be float32 or float64, got dtype {dt}")
-    return dt
+# The validators live in scratchgan.validate; these old private names stay for code that still imports them.
+_float_dtype = float_dtype
+_positive_int = positive_int
+_as_generator = as_generator
 
 
-def _positive_int(value, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _as_generator(rng) -> np.random.Generator:
-    """A Generator from a Generator, an int seed, or None (fresh OS entropy)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}")
+def _reset_grad(p: Tensor, set_to_none: bool) -> None:
+    """``p.grad = None``, or zero it (in place where that is safe); shared with the optimizers' zero_grad."""
+    g = p.grad
+    if set_to_none or g is None:
+        p.grad = None
+        return
+    data = g.data
+    if g.requires_grad or getattr(data, "base", None) is not None or not getattr(data.flags, "writeable", True):
+        p.grad = as_tensor(backend.array_module(data).zeros_like(data))
+    else:
+        data.fill(0)
 
 
 def _empty_param(shape: tuple, dtype) -> Parameter:
@@ -58,18 +55,19 @@ class Parameter(Tensor):
     Parameters
     ----------
     data : array_like or Tensor
-        Copied. A NumPy or CuPy array stays on its own backend; other data goes
-        to the active backend. Floating data becomes float32 unless ``dtype``
-        says otherwise.
+        Copied. A CuPy array stays on the GPU; anything else (a NumPy array
+        included) goes to the active backend. An array or tensor keeps its
+        dtype, which must be float32 or float64; Python floats become float32
+        (the rules of :class:`scratchgan.Tensor`).
     requires_grad : bool
         True by default.
-    dtype : str or numpy dtype, optional
-        ``"float32"`` or ``"float64"``.
+    dtype : str or numpy dtype, keyword-only, optional
+        ``"float32"`` or ``"float64"``, to convert while copying.
     """
 
     __slots__ = ()
 
-    def __init__(self, data, requires_grad: bool = True, dtype=None):
+    def __init__(self, data, requires_grad: bool = True, *, dtype=None):
         if isinstance(data, Tensor):
             data = data.data
         if not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__"):
@@ -196,6 +194,17 @@ class Module:
                 seen.add(id(module))
                 yield module
 
+    def apply(self, fn) -> Module:
+        """Call ``fn(module)`` on every submodule, children first, then on self; returns self.
+
+        PyTorch's ``Module.apply``, the usual way to run a custom initializer:
+        ``model.apply(init_fn)``.
+        """
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
     def named_parameters(self, prefix: str = ""):
         """Yield ``(dotted_name, Parameter)``, e.g. ``("net.0.weight", W)``; a shared one once."""
         seen: set[int] = set()
@@ -320,10 +329,17 @@ class Module:
         """Same as ``train(False)``: Dropout is the identity, BatchNorm uses running stats."""
         return self.train(False)
 
-    def zero_grad(self) -> None:
-        """Set ``.grad`` of every parameter to None."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of every parameter (``torch.nn.Module.zero_grad``).
+
+        With ``set_to_none=True`` (the default, as in PyTorch) ``.grad`` becomes
+        None; with False every existing gradient becomes zeros of its shape and
+        dtype, written in place when it is a plain array of its own (a gradient
+        that is a view, read-only or part of a graph is replaced by a fresh zero
+        array, detached); a None gradient stays None.
+        """
         for p in self.parameters():
-            p.grad = None
+            _reset_grad(p, set_to_none)
 
     def to_backend(self, name: str) -> Module:
         """Move every parameter (and its gradient) and buffer to backend ``name``, in place.
