@@ -41,6 +41,7 @@ from scratchgan.train import Trainer  # noqa: E402
 def make_config(steps: int, seed: int, eval_samples: int) -> TrainConfig:
     return TrainConfig(
         data="mnist5k",
+        arch="mlp",  # this benchmark documents the MLP conditional GAN (the image recipe would pick dcgan)
         conditional=True,
         embed_dim=16,
         loss="ns",
@@ -78,7 +79,7 @@ def main(argv=None) -> dict:
     config = make_config(args.steps, args.seed, args.eval_samples)
     out = Path(args.out)
     start = time.perf_counter()
-    trainer = Trainer(config, out)
+    trainer = Trainer(config, out, overwrite=True)  # a benchmark reruns its folder
 
     def on_log(record):
         print(f"step {record['step']:6d}  d_loss {record['d_loss']:.3f}  g_loss {record['g_loss']:.3f}  "

@@ -80,7 +80,7 @@ def run_one(data: str, seed: int, overrides: dict, out: Path) -> dict:
     from scratchgan.train import Trainer  # noqa: PLC0415
 
     start = time.perf_counter()
-    trainer = Trainer(TrainConfig(data=data, seed=seed, **overrides), out)
+    trainer = Trainer(TrainConfig(data=data, seed=seed, **overrides), out, overwrite=True)  # a benchmark reruns its folders
     result = trainer.run(progress=False)
     wall = time.perf_counter() - start
     c = trainer.config

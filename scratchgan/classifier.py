@@ -5,7 +5,7 @@ MLP ``H*W -> 256 -> 128 -> C`` (ReLU) trained with :class:`scratchgan.optim.Adam
 on the dataset's training labels with the softmax cross-entropy below. Its
 penultimate layer (the 128 ReLU features) feeds the Fréchet classifier
 distance and its softmax the classifier score and class coverage
-(:func:`scratchgan.metrics.evaluate_images`; formulas in ``docs/metrics.md``).
+(:func:`scratchgan.image_eval.evaluate_images`; formulas in ``docs/metrics.md``).
 
 Training is deterministic given the seed (on the NumPy backend) and takes
 seconds. The trained weights are cached in the user's cache folder
@@ -32,7 +32,7 @@ from . import backend, nn, optim
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .ops import exp, log, mean, sum as sum_
 from .engine import no_grad
-from .tensor import Tensor
+from .tensor import Tensor, as_tensor
 
 __all__ = [
     "CLASSIFIER_VERSION",
@@ -42,6 +42,7 @@ __all__ = [
     "cache_path",
     "get_classifier",
     "log_softmax",
+    "one_blas_thread",
     "softmax_cross_entropy",
     "train_classifier",
 ]
@@ -64,7 +65,7 @@ EVAL_BATCH = 1000
 # --------------------------------------------------------------------------- BLAS threads
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """Run NumPy's BLAS on one thread (when threadpoolctl is installed), restored afterwards.
 
     The classifier's matrices are small (batches of 128): a second OpenBLAS
@@ -89,7 +90,7 @@ def log_softmax(logits: Tensor) -> Tensor:
     exponent is <= 0 and the sum is >= 1). The shift is a constant for
     autograd: the result does not depend on it, so neither does its gradient.
     """
-    shift = Tensor._wrap(logits.data.max(axis=1, keepdims=True))
+    shift = as_tensor(logits.data.max(axis=1, keepdims=True))
     shifted = logits - shift
     return shifted - log(sum_(exp(shifted), axis=1, keepdims=True))
 
@@ -114,7 +115,7 @@ def softmax_cross_entropy(logits: Tensor, labels) -> Tensor:
         raise ValueError(f"labels must be {n} integers in [0, {c}), got shape {y.shape} dtype {y.dtype}")
     onehot = np.zeros((n, c), dtype=logits.dtype)
     onehot[np.arange(n), y] = 1.0
-    onehot = Tensor._wrap(backend.to_backend(onehot, logits.backend))
+    onehot = as_tensor(backend.to_backend(onehot, logits.backend))
     return -mean(sum_(log_softmax(logits) * onehot, axis=1))
 
 
@@ -174,10 +175,10 @@ class ImageClassifier:
         was_training = self.net.training
         self.net.eval()
         try:
-            with no_grad(), _one_blas_thread():
+            with no_grad(), one_blas_thread():
                 for start in range(0, len(x), batch_size):
-                    xb = Tensor._wrap(backend.to_backend(np.ascontiguousarray(x[start:start + batch_size],
-                                                                              dtype=dtype), where))
+                    xb = as_tensor(backend.to_backend(np.ascontiguousarray(x[start:start + batch_size], dtype=dtype),
+                                                      where))
                     h = self._features(xb)
                     logp = log_softmax(self._head(h))
                     feats.append(np.asarray(h.numpy(), dtype=np.float64))
@@ -241,13 +242,13 @@ def train_classifier(data, hidden=DEFAULT_HIDDEN, seed: int = 0, steps: int | No
     rng = np.random.default_rng([seed, 1])
     where = next(net.parameters()).backend
     order = None
-    with _one_blas_thread():
+    with one_blas_thread():
         for step in range(int(steps)):
             k = step % per_epoch
             if k == 0:
                 order = rng.permutation(n)
             idx = order[k * batch:(k + 1) * batch]
-            xb = Tensor._wrap(backend.to_backend(x[idx], where))
+            xb = as_tensor(backend.to_backend(x[idx], where))
             opt.zero_grad()
             loss = softmax_cross_entropy(net(xb), y[idx])
             loss.backward()

@@ -1,39 +1,55 @@
 """The ``scratchgan`` command: train, sample, eval.
 
-Bad arguments exit with status 2 and one line; runtime failures (missing
-data, a bad checkpoint, an unwritable folder) exit with status 1 and one
-line, without a traceback.
+Bad arguments exit with status 2 and one line naming the option; so does
+``train --out RUN`` when RUN already holds a run and neither ``--resume`` nor
+``--overwrite`` is given (the line says what the run is and offers both).
+Runtime failures (missing data, a bad checkpoint, an unwritable folder, a run
+folder that another process is writing, a failed write) exit with status 1 and
+one line, without a traceback.
+
+The options of ``train`` are the fields of :class:`~scratchgan.config.TrainConfig`
+(``--batch-size`` sets ``batch_size``): their choices come from
+:data:`scratchgan.config.CHOICES` and each value is checked on parsing by
+:func:`scratchgan.config.value_problem`, the checks :func:`~scratchgan.config.resolve`
+applies to a config.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .config import ACTIVATIONS, LOSSES, LR_DECAYS, RECIPES, TrainConfig
+from .config import CHOICES, DATASETS, TrainConfig, recipe_name, value_problem
 
 _DEFAULTS = TrainConfig()
 
 
+def _usage_line(prog: str, message: str) -> str:
+    return f"{prog}: error: {message} (see {prog} --help)\n"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, _usage_line(self.prog, message))
+
+
+class _UsageError(Exception):
+    """A bad argument found after parsing (it needs the run): one line, status 2, as argparse's errors."""
 
 
 def _int_list(text: str) -> tuple:
     try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+        return tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 256,256, got {text!r}") from None
-    if not sizes or min(sizes) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive layer widths such as 256,256, got {text!r}")
-    return sizes
 
 
 def _float_pair(text: str) -> tuple:
@@ -44,57 +60,123 @@ def _float_pair(text: str) -> tuple:
     return a, b
 
 
+def _dataset_name(text: str) -> str:
+    """Dataset names as :func:`scratchgan.data.load_dataset` reads them: any case, ``_`` for ``-``."""
+    return text.strip().lower().replace("_", "-")
+
+
+def _checked(parse, field: str):
+    """An argparse type: ``parse`` the text, then check the value as the config field ``field``.
+
+    argparse prefixes the message with the option (``argument --seed: must be >= 0, got -1``).
+    """
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {parse.__name__} value: {text!r}") from None
+        problem = value_problem(field, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    convert.field = field
+    return convert
+
+
+def _at_least(minimum: int):
+    """An argparse type: an int >= ``minimum``."""
+    def convert(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def _option(group, flag: str, parse=None, **kwargs) -> None:
+    """Add the option of the config field that ``flag`` names (``--batch-size``: ``batch_size``).
+
+    Its choices come from :data:`~scratchgan.config.CHOICES`; a ``parse``
+    function (``int``, ``float``, ...) makes its type, whose value is checked
+    with :func:`~scratchgan.config.value_problem`.
+    """
+    dest = flag.lstrip("-").replace("-", "_")
+    if dest in CHOICES:
+        kwargs["choices"] = CHOICES[dest]
+    if parse is not None:
+        kwargs["type"] = _checked(parse, dest)
+    group.add_argument(flag, **kwargs)
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     d = _DEFAULTS
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=d.data, help="ring8, grid25, mnist, fashion-mnist, mnist5k, digits (default %(default)s)")
+    _option(g, "--data", _dataset_name, default=d.data, metavar="DATA",
+            help=f"{', '.join(DATASETS)} (default %(default)s)")
     g.add_argument("--data-path", default=None, help="folder or .npz for mnist/fashion-mnist (or set SCRATCHGAN_DATA)")
     g = p.add_argument_group("objective")
-    g.add_argument("--loss", choices=LOSSES, default=d.loss, help="default %(default)s")
-    g.add_argument("--recipe", choices=RECIPES, default=d.recipe,
-                   help="where unset optimiser options come from: 'paper' (the loss's paper recipe), 'toy' (the "
-                        "tuned 2-D benchmark recipe, ns only: Adam 2e-3/4e-3, betas 0.5,0.9, R1 0.3, linear lr decay) "
-                        "or 'auto' (toy for ns on ring8/grid25, paper otherwise; default)")
-    g.add_argument("--r1", type=float, default=d.r1,
-                   help="R1 penalty weight gamma on real data (0 = off; default: the recipe's, 0.3 toy, 0 paper)")
-    g.add_argument("--pack", type=int, default=d.pack,
-                   help="PacGAN packing: D judges this many samples at once (1 = plain GAN; default %(default)s)")
-    g.add_argument("--penalty-weight", type=float, help="WGAN-GP lambda (default 10)")
-    g.add_argument("--clip-value", type=float, help="WGAN weight clipping c (default 0.01)")
+    _option(g, "--loss", default=d.loss, help="default %(default)s")
+    _option(g, "--recipe", default=d.recipe,
+            help="where unset options come from: 'paper' (the loss's paper recipe), 'toy' (the "
+                 "tuned 2-D benchmark recipe, ns only: Adam 2e-3/4e-3, betas 0.5,0.9, R1 0.3, linear lr decay), "
+                 "'image' (DCGAN networks, z-dim 100, batch 64, a 20-minute step count, the loss's paper "
+                 "optimiser) or 'auto' (image for image data, toy for ns on ring8/grid25, paper otherwise; default)")
+    _option(g, "--r1", float, default=d.r1,
+            help="R1 penalty weight gamma on real data (0 = off; default: the recipe's, 0.3 toy, 0 paper)")
+    _option(g, "--pack", int, default=d.pack,
+            help="PacGAN packing: D judges this many samples at once (1 = plain GAN; default %(default)s)")
+    _option(g, "--penalty-weight", float, help="WGAN-GP lambda (default 10)")
+    _option(g, "--clip-value", float, help="WGAN weight clipping c (default 0.01)")
     g = p.add_argument_group("networks")
-    g.add_argument("--z-dim", type=int, default=d.z_dim)
-    g.add_argument("--g-hidden", type=_int_list, default=d.g_hidden, help="e.g. 256,256,256")
-    g.add_argument("--d-hidden", type=_int_list, default=d.d_hidden, help="e.g. 256,256,256")
-    g.add_argument("--g-activation", choices=ACTIVATIONS, default=d.g_activation)
-    g.add_argument("--d-activation", choices=ACTIVATIONS, default=d.d_activation)
-    g.add_argument("--conditional", action="store_true", help="class-conditional GAN (label embeddings)")
-    g.add_argument("--embed-dim", type=int, default=d.embed_dim)
+    _option(g, "--arch", default=d.arch,
+            help="mlp or dcgan (convolutional, images with sides divisible by 4; default: the recipe's, dcgan "
+                 "for images, mlp otherwise)")
+    _option(g, "--z-dim", int, default=d.z_dim, help="noise dimension (default: the recipe's, 100 image, 16 otherwise)")
+    _option(g, "--g-hidden", _int_list, default=d.g_hidden, help="MLP only, e.g. 256,256,256")
+    _option(g, "--d-hidden", _int_list, default=d.d_hidden, help="MLP only, e.g. 256,256,256")
+    _option(g, "--g-activation", default=d.g_activation)
+    _option(g, "--d-activation", default=d.d_activation)
+    g.add_argument("--conditional", action="store_true",
+                   help="class-conditional GAN (label embeddings; dcgan: a projection discriminator)")
+    _option(g, "--embed-dim", int, default=d.embed_dim)
     g = p.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, default=d.steps, help="total generator steps (default %(default)s)")
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--optimizer", choices=("adam", "rmsprop", "sgd"), help="default: the recipe's")
-    g.add_argument("--lr-g", type=float, help="generator learning rate (default: the recipe's)")
-    g.add_argument("--lr-d", type=float,
-                   help="discriminator learning rate (TTUR when it differs; default: the recipe's)")
-    g.add_argument("--betas", type=_float_pair, help="Adam betas, e.g. 0.5,0.999 (default: the recipe's)")
-    g.add_argument("--n-critic", type=int, help="D updates per G update (default: the recipe's)")
-    g.add_argument("--lr-decay", choices=LR_DECAYS, default=d.lr_decay,
-                   help="learning-rate schedule of both nets: 'none' (constant) or 'linear' (to 0 at --lr-decay-steps; "
-                        "default: the recipe's, linear toy, none paper)")
-    g.add_argument("--lr-decay-steps", type=int, default=d.lr_decay_steps,
-                   help="step at which the linear decay reaches 0, at least --steps (default: the recipe's, 12000 "
-                        "toy; paper: --steps); for a short toy run set it to --steps")
-    g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="generator EMA decay (0 = off)")
+    _option(g, "--steps", int, default=d.steps,
+            help="total generator steps (default: the recipe's, 12000 toy and paper, 2500 image)")
+    _option(g, "--batch-size", int, default=d.batch_size, help="default: the recipe's, 128 toy and paper, 64 image")
+    _option(g, "--optimizer", help="default: the recipe's")
+    _option(g, "--lr-g", float, help="generator learning rate (default: the recipe's)")
+    _option(g, "--lr-d", float, help="discriminator learning rate (TTUR when it differs; default: the recipe's)")
+    _option(g, "--betas", _float_pair, help="Adam betas, e.g. 0.5,0.999 (default: the recipe's)")
+    _option(g, "--n-critic", int, help="D updates per G update (default: the recipe's)")
+    _option(g, "--lr-decay", default=d.lr_decay,
+            help="learning-rate schedule of both nets: 'none' (constant) or 'linear' (to 0 at --lr-decay-steps; "
+                 "default: the recipe's, linear toy, none paper)")
+    _option(g, "--lr-decay-steps", int, default=d.lr_decay_steps,
+            help="step at which the linear decay reaches 0, at least --steps (default: the recipe's, 12000 "
+                 "toy; paper: --steps); for a short toy run set it to --steps")
+    _option(g, "--ema-decay", float, default=d.ema_decay, help="generator EMA decay (0 = off; default: the recipe's, 0.999 toy and paper, 0 image)")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--backend", choices=("numpy", "cupy"), default=None, help="default: SCRATCHGAN_BACKEND or numpy")
-    g.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
-    g.add_argument("--out", type=Path, default=None, help="run folder (default runs/DATA-LOSS)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps total steps")
-    g.add_argument("--log-every", type=int, default=d.log_every)
-    g.add_argument("--sample-every", type=int, default=d.sample_every)
-    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    g.add_argument("--eval-samples", type=int, default=d.eval_samples)
+    _option(g, "--seed", int, default=d.seed)
+    _option(g, "--backend", default=None, help="default: SCRATCHGAN_BACKEND or numpy")
+    _option(g, "--dtype", default=d.dtype)
+    g.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: a new one, runs/DATA-LOSS, then runs/DATA-LOSS-2, ...); a folder that "
+                        "holds a run is refused unless --resume or --overwrite is given")
+    once = g.add_mutually_exclusive_group()
+    once.add_argument("--resume", action="store_true",
+                      help="continue the run in --out up to --steps total steps (default: the run's own)")
+    once.add_argument("--overwrite", action="store_true",
+                      help="replace the run in --out: its checkpoint, metrics, pictures and evaluation are removed "
+                           "(once the folder's lock is held)")
+    _option(g, "--log-every", int, default=d.log_every)
+    _option(g, "--sample-every", int, default=d.sample_every)
+    _option(g, "--checkpoint-every", int, default=d.checkpoint_every)
+    _option(g, "--eval-samples", int, default=d.eval_samples)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -103,17 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scratchgan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval}", parser_class=_Parser)
     train = sub.add_parser("train", help="train a GAN (no options: grid25, about a minute on 2 cores)",
-                           description="Train a GAN. With no options: the grid25 toy benchmark.")
+                           description="Train a GAN. With no options: the grid25 toy benchmark; with --data "
+                                       "mnist, fashion-mnist, mnist5k or digits: a DCGAN (the image recipe).")
     _add_train_options(train)
     sample = sub.add_parser("sample", help="draw samples from a trained run into a .npy file")
     sample.add_argument("--run", type=Path, required=True, help="the run folder")
-    sample.add_argument("-n", type=int, default=1000, help="number of samples")
+    sample.add_argument("-n", type=_at_least(1), default=1000, help="number of samples")
     sample.add_argument("--out", type=Path, required=True, help="output .npy file")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--label", type=int, default=None, help="class label (conditional runs)")
+    sample.add_argument("--seed", type=_checked(int, "seed"), default=0)
+    sample.add_argument("--label", type=int, default=None,
+                        help="class label, 0 to C-1 (conditional runs of C classes)")
     ev = sub.add_parser("eval", help="evaluate a trained run and print JSON")
     ev.add_argument("--run", type=Path, required=True, help="the run folder")
-    ev.add_argument("-n", type=int, default=None, help="number of samples (default: the run's eval_samples)")
+    ev.add_argument("-n", type=_at_least(1), default=None, help="number of samples (default: the run's eval_samples)")
     return parser
 
 
@@ -127,17 +211,79 @@ def _config_from_args(args) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def _train(args) -> int:
-    from .train import Trainer  # noqa: PLC0415 - keeps --help fast
+def _new_run_folder(data: str, loss: str) -> Path:
+    """The first of runs/DATA-LOSS, runs/DATA-LOSS-2, ... that does not exist, created (so two runs never share it)."""
+    base = Path("runs") / f"{data}-{loss}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        folder = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
 
-    out = args.out or Path("runs") / f"{args.data}-{args.loss}"
+
+def _refuse_run(out: Path, summary: str) -> int:
+    """One line: what the run in ``out`` is, and the three ways on (status 2, as a bad argument)."""
+    resume = "continue it with --resume, " if (out / "checkpoint.npz").is_file() else ""
+    print(f"scratchgan: error: {out} already holds a run ({summary}); {resume}replace it with --overwrite, "
+          "or choose another --out", file=sys.stderr)
+    return 2
+
+
+def _show_run_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"scratchgan: warning: {message}", file=sys.stderr)
+
+
+def _train(args) -> int:
+    from .checkpoint import CheckpointError  # noqa: PLC0415 - keeps --help fast
+    from .train import RunExistsError, RunWarning, Trainer, lock_run_folder, run_summary  # noqa: PLC0415
+
     if args.resume:
-        trainer = Trainer.resume(out, steps=args.steps)
-        print(f"resuming {out} at step {trainer.step} of {trainer.config.steps}")
+        if args.out is None:
+            raise _UsageError("argument --resume: needs --out RUN, the folder of the run to continue")
+        out, created = args.out, False
+        if not (out / "checkpoint.npz").is_file():
+            raise CheckpointError(f"nothing to resume in {out}: no checkpoint.npz there; start a run with: "
+                                  f"scratchgan train --out {out}")
+    elif args.out is None:
+        out, created = _new_run_folder(args.data, args.loss), True
     else:
-        trainer = Trainer(_config_from_args(args), out)
+        out, created = args.out, not args.out.exists()
+        summary = run_summary(out)
+        if summary is not None and not args.overwrite:
+            return _refuse_run(out, summary)  # before the lock: the folder is left untouched
+    try:
+        with lock_run_folder(out) as lock, warnings.catch_warnings():
+            warnings.simplefilter("always", RunWarning)
+            warnings.showwarning = _show_run_warning
+            if lock.note:
+                print(f"scratchgan: {lock.note}", file=sys.stderr)
+            if args.resume:
+                trainer = Trainer.resume(out, steps=args.steps, lock=lock)
+                print(f"resuming {out} at step {trainer.step} of {trainer.config.steps}")
+            else:
+                summary = run_summary(out) if args.overwrite else None
+                trainer = Trainer(_config_from_args(args), out, overwrite=args.overwrite, lock=lock)
+                if summary is not None:
+                    print(f"overwriting the run in {out} ({summary}): its checkpoint, metrics, pictures and "
+                          "evaluation are replaced")
+            return _run_training(trainer, out, args)
+    except RunExistsError as exc:  # the folder was used between the first look and the lock
+        return _refuse_run(out, exc.summary)
+    except BaseException:
+        if created:  # a start that failed leaves no empty folder behind (the lock has removed its file)
+            try:
+                out.rmdir()
+            except OSError:  # not empty: keep it
+                pass
+        raise
+
+
+def _run_training(trainer, out: Path, args) -> int:
     c = trainer.config
-    print(f"training {c.loss} on {c.data}: {c.steps} steps, batch {c.batch_size}, backend {c.backend}, run folder {out}")
+    print(plan_line(trainer, out), flush=True)
     try:
         result = trainer.run(progress=False if args.quiet else None)
     except KeyboardInterrupt:
@@ -149,6 +295,18 @@ def _train(args) -> int:
     return 0
 
 
+def plan_line(trainer, out) -> str:
+    """One line saying what the run will do and how long its training should take (measured on a copy)."""
+    c = trainer.config
+    left = max(c.steps - trainer.step, 0)
+    seconds_per_step = trainer.measure_step_time() if left > 0 else 0.0
+    total = seconds_per_step * left
+    duration = f"{total / 60:.1f} min" if total >= 60 else f"{total:.0f} s"
+    return (f"plan: {c.arch} {c.loss} GAN on {c.data} (recipe {recipe_name(c)}): {left} of {c.steps} steps of "
+            f"batch {c.batch_size}, about {duration} of training ({seconds_per_step:.3g} s/step measured on this "
+            f"machine) plus the evaluation; backend {c.backend}, run folder {out}")
+
+
 def _load_run(run: Path):
     from .train import Trainer  # noqa: PLC0415
 
@@ -156,15 +314,17 @@ def _load_run(run: Path):
         from .checkpoint import CheckpointError  # noqa: PLC0415
 
         raise CheckpointError(f"no checkpoint.npz in {run}; train first with: scratchgan train --out {run}")
-    return Trainer.resume(run)
+    return Trainer.load(run)  # reads only: no lock, nothing written
 
 
 def _sample(args) -> int:
-    if args.n <= 0:
-        raise ValueError(f"-n must be positive, got {args.n}")
     if args.out.suffix != ".npy":
         raise ValueError(f"--out must end in .npy, got {args.out}")
     trainer = _load_run(args.run)
+    k = trainer.data.num_classes
+    if args.label is not None and trainer.config.conditional and not 0 <= args.label < k:
+        raise _UsageError(f"argument --label: must be a class of this run, 0 to {k - 1} ({trainer.data.name} has "
+                          f"{k} classes), got {args.label}")
     x = trainer.sample(args.n, labels=args.label, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, x)
@@ -175,8 +335,6 @@ def _sample(args) -> int:
 def _eval(args) -> int:
     trainer = _load_run(args.run)
     if args.n is not None:
-        if args.n <= 0:
-            raise ValueError(f"-n must be positive, got {args.n}")
         trainer.config = dataclasses.replace(trainer.config, eval_samples=args.n)
     print(json.dumps(trainer.evaluate(), indent=1))
     return 0
@@ -192,8 +350,15 @@ def main(argv=None) -> int:
     from .config import ConfigError  # noqa: PLC0415
     from .data import DataError  # noqa: PLC0415
 
+    from .process import keep_heap_warm  # noqa: PLC0415
+
+    keep_heap_warm()  # this command owns its process (see scratchgan/process.py); the library never does this
     try:
         return {"train": _train, "sample": _sample, "eval": _eval}[args.command](args)
+    except _UsageError as exc:
+        prog = f"{parser.prog} {args.command}"
+        print(_usage_line(prog, str(exc)), end="", file=sys.stderr)
+        return 2
     except (DataError, CheckpointError, ConfigError, ValueError, OSError, RuntimeError) as exc:
         print(f"scratchgan: error: {exc}", file=sys.stderr)
         return 1

@@ -7,21 +7,41 @@ Fields left as ``None`` are filled by :func:`resolve` from a *recipe*:
 * ``"toy"``: :data:`TOY_RECIPES`, the recipe tuned for the 2-D mode-coverage
   benchmark (grid25, ring8) in about a minute on two CPU cores; it exists for
   the ``"ns"`` loss only (see docs/training.md for the evidence);
-* ``"auto"`` (the default): ``"toy"`` when the data is a 2-D toy mixture and
-  the loss has a toy recipe, otherwise ``"paper"``.
+* ``"image"``: :data:`IMAGE_RECIPE` for image data: the DCGAN networks,
+  z_dim 100, batches of 64 and a step count that fits the 20-minute budget on
+  two CPU cores, with the optimiser of the loss's paper recipe (for ``"ns"``
+  DCGAN's Adam 2e-4, betas 0.5/0.999);
+* ``"auto"`` (the default): ``"image"`` for image data, ``"toy"`` when the
+  data is a 2-D toy mixture and the loss has a toy recipe, otherwise
+  ``"paper"``.
 
-So ``scratchgan train`` with no options runs the tuned toy recipe, a user who
-picks another loss (or image data) gets that loss's published recipe, and any
-single value can still be overridden.
+So ``scratchgan train`` with no options runs the tuned toy recipe,
+``scratchgan train --data fashion-mnist`` the DCGAN image recipe, a user who
+picks another loss on toy data gets that loss's published recipe, and any
+single value can still be overridden. The fields a recipe fills are
+:data:`RECIPE_FIELDS`; where a recipe names no value, the field takes the
+value given there (the toy job's networks and budget, as before recipes
+filled them).
+
+The names a field accepts (:data:`CHOICES`) and the range of a numeric field
+(:func:`value_problem`) are defined here once: :func:`resolve` checks a
+config with them, and the ``scratchgan train`` command line takes its
+``choices`` and checks each option's value with them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+
+from .backend import BACKENDS
+from .data import DATASETS
 
 LOSSES = ("gan", "ns", "wgan", "wgan-gp", "lsgan", "hinge")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+DTYPES = ("float32", "float64")
 
 #: Optimiser recipe per loss, with its source.
 LOSS_DEFAULTS = {
@@ -48,11 +68,45 @@ TOY_RECIPES = {
                lr_decay_steps=12000),
 }
 TOY_DATA = ("ring8", "grid25")
-RECIPES = ("auto", "paper", "toy")
-LR_DECAYS = ("none", "linear")
+#: The image datasets (every other name of :data:`~scratchgan.data.DATASETS`).
+IMAGE_DATA = tuple(name for name in DATASETS if name not in TOY_DATA)
 
-#: Fields that a recipe fills when they are left as None, and their value when no recipe names them.
-RECIPE_FIELDS = {"optimizer": None, "lr_g": None, "lr_d": None, "betas": (0.5, 0.999), "n_critic": None,
+#: The image recipe (docs/training.md, "The image recipe"): the DCGAN networks and the budget of a run
+#: that fits 20 minutes on two CPU cores, evaluation included. The optimiser is the loss's paper recipe
+#: (for ns, DCGAN's Adam 2e-4, betas 0.5/0.999). When the image sides do not divide by 4 the architecture
+#: falls back to the MLP (see :func:`resolve`).
+IMAGE_RECIPE = dict(arch="dcgan", z_dim=100, batch_size=64, steps=2500, ema_decay=0.0, r1=0.0, lr_decay="none")
+
+RECIPES = ("auto", "paper", "toy", "image")
+LR_DECAYS = ("none", "linear")
+#: The network architectures (:data:`scratchgan.models.ARCHITECTURES` has one entry per name).
+ARCHS = ("mlp", "dcgan")
+
+#: The fields that take one of a list of names, and those names (the command line's choices come from here).
+#: ``data`` is checked by :func:`scratchgan.data.load_dataset` (case-insensitively), the others by :func:`resolve`.
+CHOICES = {
+    "data": DATASETS,
+    "loss": LOSSES,
+    "recipe": RECIPES,
+    "arch": ARCHS,
+    "g_activation": ACTIVATIONS,
+    "d_activation": ACTIVATIONS,
+    "optimizer": OPTIMIZERS,
+    "lr_decay": LR_DECAYS,
+    "backend": BACKENDS,
+    "dtype": DTYPES,
+}
+
+#: Numeric fields that must be > 0, and those that must be >= 0 (see :func:`value_problem`).
+POSITIVE_FIELDS = ("z_dim", "batch_size", "steps", "n_critic", "pack", "log_every", "sample_every", "checkpoint_every",
+                   "eval_samples", "embed_dim", "lr_decay_steps", "lr_g", "lr_d", "clip_value")
+NON_NEGATIVE_FIELDS = ("r1", "penalty_weight", "seed")
+
+#: Fields that a recipe fills when they are left as None, and their value when no recipe names them
+#: (for arch, z_dim, batch_size, steps and ema_decay: the toy job's values, which the paper and toy
+#: recipes keep).
+RECIPE_FIELDS = {"arch": "mlp", "z_dim": 16, "batch_size": 128, "steps": 12000, "ema_decay": 0.999,
+                 "optimizer": None, "lr_g": None, "lr_d": None, "betas": (0.5, 0.999), "n_critic": None,
                  "penalty_weight": None, "clip_value": None, "r1": 0.0, "lr_decay": "none", "lr_decay_steps": None}
 
 
@@ -65,9 +119,10 @@ class TrainConfig:
     """Everything that defines a training run (saved in every checkpoint).
 
     ``None`` means "the value of the recipe" (``recipe``; see :func:`resolve`,
-    :data:`LOSS_DEFAULTS` and :data:`TOY_RECIPES`). The other defaults are
-    the main job's: the grid25 benchmark in about a minute on two CPU cores
-    (docs/training.md gives the evidence).
+    :data:`LOSS_DEFAULTS`, :data:`TOY_RECIPES`, :data:`IMAGE_RECIPE` and
+    :data:`RECIPE_FIELDS`). The other defaults are the main job's: the grid25
+    benchmark in about a minute on two CPU cores (docs/training.md gives the
+    evidence).
     """
 
     # data
@@ -75,20 +130,24 @@ class TrainConfig:
     data_path: str | None = None
     # objective
     loss: str = "ns"
-    recipe: str = "auto"  # where None fields come from: "paper", "toy" or "auto" (toy data + ns -> toy)
+    recipe: str = "auto"  # where None fields come from: "paper", "toy", "image" or "auto" (images -> image,
+    # toy data + ns -> toy, else paper)
     r1: float | None = None  # gamma of the R1 penalty gamma/2 E||grad D(x)||^2 on real data; 0 = off (toy recipe: 0.3)
     pack: int = 1  # PacGAN (Lin et al. 2018): D judges `pack` samples at once; 1 = a plain GAN
-    # networks (MLPs)
-    z_dim: int = 16
+    # networks
+    arch: str | None = None  # "mlp" or "dcgan" (recipe: dcgan for images whose sides divide by 4, else mlp)
+    z_dim: int | None = None  # recipe: 16 (toy, paper), 100 (image)
     g_hidden: tuple = (128, 128, 128)
     d_hidden: tuple = (128, 128, 128)
     g_activation: str = "relu"
     d_activation: str = "leaky_relu"
-    conditional: bool = False  # CGAN: a label embedding is concatenated to the input of both nets
+    conditional: bool = False  # CGAN: label embeddings (MLP: concatenated to both inputs; DCGAN: G's input, D's
+    # projection)
     embed_dim: int = 16
     # optimisation
-    batch_size: int = 128
-    steps: int = 12000  # generator updates, in total (resume continues up to this)
+    batch_size: int | None = None  # recipe: 128 (toy, paper), 64 (image)
+    steps: int | None = None  # generator updates, in total (resume continues up to this); recipe: 12000 (toy,
+    # paper), IMAGE_RECIPE's for images
     optimizer: str | None = None  # "adam" | "rmsprop" | "sgd"
     lr_g: float | None = None
     lr_d: float | None = None  # a different value from lr_g is the TTUR
@@ -100,7 +159,7 @@ class TrainConfig:
     # the linear decay reaches 0 at step max(lr_decay_steps, steps): a horizon that does not depend on steps
     # (toy recipe: 12000, the default steps), so a run stopped early and resumed matches one run straight
     lr_decay_steps: int | None = None
-    ema_decay: float = 0.999  # generator EMA (Yazici et al. 2019); 0 = off
+    ema_decay: float | None = None  # generator EMA (Yazici et al. 2019); 0 = off; recipe: 0.999 (toy, paper), 0 image
     # reproducibility and device
     seed: int = 0
     backend: str = "numpy"
@@ -126,8 +185,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config fields {unknown}; this scratchgan knows {sorted(names)}")
         d = dict(d)
-        # checkpoints written before these fields existed trained with a constant lr and no recipe field
+        # checkpoints written before these fields existed trained with a constant lr, no recipe field, MLPs
         d.setdefault("lr_decay", "none")
+        d.setdefault("arch", "mlp")
         for key in ("g_hidden", "d_hidden", "betas"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -135,64 +195,106 @@ class TrainConfig:
 
 
 def recipe_name(config: TrainConfig) -> str:
-    """The recipe that fills ``config``'s ``None`` fields: ``"paper"`` or ``"toy"``."""
+    """The recipe that fills ``config``'s ``None`` fields: ``"paper"``, ``"toy"`` or ``"image"``."""
     if config.recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {config.recipe!r}; choose one of {', '.join(RECIPES)}")
     if config.recipe == "toy" and config.loss not in TOY_RECIPES:
         raise ConfigError(f"there is no toy recipe for the {config.loss!r} loss (only for {', '.join(TOY_RECIPES)}); "
                           "use --recipe paper or auto")
+    toy = _data_key(config.data) in TOY_DATA
+    if config.recipe == "image" and toy:
+        raise ConfigError(f"the image recipe is for image data ({', '.join(IMAGE_DATA)}); {config.data} is a 2-D "
+                          "toy mixture: use --recipe auto, toy or paper")
     if config.recipe == "auto":
-        return "toy" if config.loss in TOY_RECIPES and config.data in TOY_DATA else "paper"
+        if toy:
+            return "toy" if config.loss in TOY_RECIPES else "paper"
+        return "image"
     return config.recipe
 
 
-def resolve(config: TrainConfig) -> TrainConfig:
-    """Fill the ``None`` fields from the recipe (see the module docstring) and validate everything."""
+def recipe_values(name: str, loss: str) -> dict:
+    """The values that the recipe ``name`` (``"paper"``, ``"toy"`` or ``"image"``) gives for ``loss``."""
+    if name == "toy":
+        return dict(TOY_RECIPES[loss])
+    if name == "image":
+        return {**LOSS_DEFAULTS[loss], **IMAGE_RECIPE}
+    return dict(LOSS_DEFAULTS[loss])
+
+
+def resolve(config: TrainConfig, data=None) -> TrainConfig:
+    """Fill the ``None`` fields from the recipe (see the module docstring) and validate everything.
+
+    ``data`` (a loaded :class:`~scratchgan.data.Dataset`, optional) lets the
+    recipe's architecture follow the images: a recipe's ``"dcgan"`` becomes
+    ``"mlp"`` for images whose sides do not divide by 4 (an explicit
+    ``arch="dcgan"`` is kept, and the networks then refuse the data).
+    """
     if config.loss not in LOSSES:
         raise ConfigError(f"unknown loss {config.loss!r}; choose one of {', '.join(LOSSES)}")
-    recipe = TOY_RECIPES[config.loss] if recipe_name(config) == "toy" else LOSS_DEFAULTS[config.loss]
+    recipe = recipe_values(recipe_name(config), config.loss)
     filled = {}
     for key, fallback in RECIPE_FIELDS.items():
         if getattr(config, key) is None:
             value = recipe.get(key)
             filled[key] = fallback if value is None else value
+    if filled.get("arch") == "dcgan" and data is not None and not _fits_dcgan(data):
+        filled["arch"] = "mlp"
     config = dataclasses.replace(config, **filled)
     _validate(config)
     return config
 
 
-def _validate(c: TrainConfig) -> None:
-    def positive(name, value, allow_zero=False):
-        if value is None:
-            return
-        if not (value >= 0 if allow_zero else value > 0):
-            raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+def _data_key(name) -> str:
+    """A dataset name as :func:`scratchgan.data.load_dataset` reads it (any case, ``_`` for ``-``)."""
+    return str(name).strip().lower().replace("_", "-")
 
+
+def _fits_dcgan(data) -> bool:
+    """Whether ``data`` holds images whose two sides divide by 4 (what the DCGAN networks need)."""
+    if data.kind != "image":
+        return False
+    h, w = tuple(data.image_shape)[-2:]
+    return h % 4 == 0 and w % 4 == 0
+
+
+def value_problem(name: str, value) -> str | None:
+    """What is wrong with ``value`` as the field ``name`` on its own, or None when it is fine.
+
+    The answer completes a sentence about the field, e.g. ``"must be > 0, got 0"``.
+    None is fine for the fields a recipe fills (:data:`RECIPE_FIELDS`) and
+    ``data_path``; the name of ``data`` is not checked here
+    (:func:`scratchgan.data.load_dataset` reads it). Fields checked together
+    (``batch_size`` and ``pack``) are checked by :func:`resolve`.
+    """
+    if value is None:
+        return None if name in RECIPE_FIELDS or name == "data_path" else "must be given, got None"
+    if name in CHOICES and name != "data":
+        if value not in CHOICES[name]:
+            return f"must be one of {', '.join(CHOICES[name])}, got {value!r}"
+    elif name in POSITIVE_FIELDS or name in NON_NEGATIVE_FIELDS:
+        rule = "> 0" if name in POSITIVE_FIELDS else ">= 0"
+        if not math.isfinite(value):
+            return f"must be a finite number {rule}, got {value}"
+        if not (value > 0 if rule == "> 0" else value >= 0):
+            return f"must be {rule}, got {value}"
+    elif name == "ema_decay":
+        if not 0 <= value < 1:
+            return f"must be in [0, 1), got {value}"
+    elif name == "betas":
+        if len(value) != 2 or not all(0 <= b < 1 for b in value):
+            return f"must be two numbers in [0, 1), got {value}"
+    elif name in ("g_hidden", "d_hidden"):
+        if not value or any(int(s) <= 0 for s in value):
+            return f"must be a non-empty list of positive layer widths, got {value}"
+    return None
+
+
+def _validate(c: TrainConfig) -> None:
+    for f in dataclasses.fields(c):
+        problem = value_problem(f.name, getattr(c, f.name))
+        if problem:
+            raise ConfigError(f"{f.name} {problem}")
     if c.batch_size % c.pack:
         raise ConfigError(f"batch_size ({c.batch_size}) must be a multiple of pack ({c.pack})")
-    for name in ("z_dim", "batch_size", "steps", "n_critic", "pack", "log_every", "sample_every", "checkpoint_every",
-                 "eval_samples", "embed_dim", "lr_decay_steps"):
-        positive(name, getattr(c, name))
-    for name in ("lr_g", "lr_d", "clip_value"):
-        positive(name, getattr(c, name))
-    positive("r1", c.r1, allow_zero=True)
-    positive("penalty_weight", c.penalty_weight, allow_zero=True)
-    if not 0 <= c.ema_decay < 1:
-        raise ConfigError(f"ema_decay must be in [0, 1), got {c.ema_decay}")
-    if c.lr_decay not in LR_DECAYS:
-        raise ConfigError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {c.lr_decay!r}")
-    if c.optimizer not in ("adam", "rmsprop", "sgd"):
-        raise ConfigError(f"optimizer must be adam, rmsprop or sgd, got {c.optimizer!r}")
-    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
-        raise ConfigError(f"betas must be two numbers in [0, 1), got {c.betas}")
-    for name in ("g_activation", "d_activation"):
-        if getattr(c, name) not in ACTIVATIONS:
-            raise ConfigError(f"{name} must be one of {ACTIVATIONS}, got {getattr(c, name)!r}")
-    for name in ("g_hidden", "d_hidden"):
-        sizes = getattr(c, name)
-        if not sizes or any(int(s) <= 0 for s in sizes):
-            raise ConfigError(f"{name} must be a non-empty list of positive layer widths, got {sizes}")
-    if c.backend not in ("numpy", "cupy"):
-        raise ConfigError(f"backend must be numpy or cupy, got {c.backend!r}")
-    if c.dtype not in ("float32", "float64"):
-        raise ConfigError(f"dtype must be float32 or float64, got {c.dtype!r}")
+    if c.arch == "dcgan" and _data_key(c.data) in TOY_DATA:
+        raise ConfigError(f"the dcgan architecture needs image data; {c.data} is a 2-D toy mixture (use --arch mlp)")

@@ -9,117 +9,147 @@ that ``k`` steps + resume + ``N - k`` steps reproduce ``N`` steps bit for bit
 on the CPU.
 
 The outputs of a run, in its folder: ``config.json``, ``metrics.jsonl``,
-``checkpoint.npz``, ``samples.png``, ``losses.png`` and ``eval.json``.
+``checkpoint.npz``, ``samples.png``, ``losses.png`` and ``eval.json``
+(:data:`RUN_FILES`). The folder never loses work (docs/training.md, "The run
+folder"): a new run refuses a folder that holds one (:class:`RunExistsError`)
+unless told to overwrite it; :meth:`Trainer.run` writes only while holding the
+folder's :class:`~scratchgan.runlog.RunLock`; every file is replaced
+atomically or appended whole, and a write that fails stops the run with a
+:class:`SaveError` naming the last safe step (a picture that fails only warns).
+
+The networks come from :mod:`scratchgan.models`, the metrics file, progress
+bar and Ctrl-C handling from :mod:`scratchgan.runlog`, the final evaluation
+from :mod:`scratchgan.metrics` (toy data) and :mod:`scratchgan.image_eval`
+(images).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import errno
 import json
 import math
 import os
-import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import backend, losses, nn, optim
+from . import backend, losses, nn, optim, runlog
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, resolve
-from .data import Dataset, load_dataset
+from .data import load_dataset
 from .engine import grad, no_grad
-from .tensor import Tensor
-from .ops import concatenate, sigmoid
+from .models import build_discriminator, build_generator
+from .ops import sigmoid
+from .runlog import METRICS
+from .tensor import Tensor, as_tensor
+
+__all__ = ["CHECKPOINT", "METRICS", "RUN_FILES", "RunExistsError", "RunWarning", "SaveError", "Trainer",
+           "TrainingError", "lock_run_folder", "run_summary"]
 
 CHECKPOINT = "checkpoint.npz"
-METRICS = "metrics.jsonl"
+#: The files of a run in its folder: a folder holding any of them holds a run; ``overwrite`` removes them (and
+#: nothing else), the checkpoint last.
+RUN_FILES = ("eval.json", "samples.png", "losses.png", "config.json", METRICS, CHECKPOINT)
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, an unusable output folder)."""
 
 
-# --------------------------------------------------------------------------- models
+class RunExistsError(TrainingError):
+    """A new run was pointed at a folder that already holds one (see :func:`run_summary`)."""
+
+    def __init__(self, folder, summary: str, message: str):
+        super().__init__(message)
+        self.folder, self.summary = Path(folder), summary
+        self.resumable = (self.folder / CHECKPOINT).is_file()
 
 
-def _activation(name: str) -> nn.Module:
-    return {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh}[name]()
+class SaveError(TrainingError):
+    """Writing a file of the run failed (a full disk, a lost permission): the run stopped.
 
-
-def build_mlp(sizes, activation: str, out_activation, rng, dtype) -> nn.Sequential:
-    """Linear layers of ``sizes`` with ``activation`` between them."""
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b, rng=rng, dtype=dtype))
-        if i < len(sizes) - 2:
-            layers.append(_activation(activation))
-    if out_activation is not None:
-        layers.append(out_activation)
-    return nn.Sequential(*layers)
-
-
-def data_scale(data: Dataset) -> float:
-    """A fixed scale for toy data: the RMS of the mode centres' coordinates (1 for images).
-
-    The networks work in normalised units (grid25 spans [-4, 4]): G's output is
-    multiplied by this constant and D's input divided by it. It is not learned.
-    """
-    if data.kind != "toy":
-        return 1.0
-    return float(np.sqrt(np.mean(data.mixture.centres ** 2)))
-
-
-class Generator(nn.Module):
-    """MLP generator ``G(z) (or G(z, y))``; a label embedding is concatenated to z when conditional."""
-
-    def __init__(self, config: TrainConfig, data: Dataset, rng):
-        super().__init__()
-        self.scale = data_scale(data)
-        self.conditional = config.conditional
-        extra = config.embed_dim if config.conditional else 0
-        if config.conditional:
-            self.embed = nn.Embedding(data.num_classes, config.embed_dim, rng=rng, dtype=config.dtype)
-        out = nn.Tanh() if data.kind == "image" else None  # images live in [-1, 1]; toy points anywhere
-        sizes = [config.z_dim + extra, *config.g_hidden, data.data_dim]
-        self.net = build_mlp(sizes, config.g_activation, out, rng, config.dtype)
-
-    def forward(self, z, labels=None):
-        if self.conditional:
-            z = concatenate([z, self.embed(labels)], axis=1)
-        out = self.net(z)
-        return out * self.scale if self.scale != 1.0 else out
-
-
-class Discriminator(nn.Module):
-    """MLP discriminator/critic returning one logit per pack of samples, shape (N / pack,).
-
-    With ``pack = m`` (PacGAN) the rows ``m*i .. m*i+m-1`` of the batch are
-    concatenated into one input, so D judges m samples jointly, which
-    penalises a generator that repeats itself (mode collapse).
+    ``path`` is the file, ``step`` the step the run had reached, ``safe_step``
+    the step of the last good checkpoint on disk (None when none was saved).
     """
 
-    def __init__(self, config: TrainConfig, data: Dataset, rng):
-        super().__init__()
-        self.scale = data_scale(data)
-        self.pack = config.pack
-        self.conditional = config.conditional
-        extra = config.embed_dim if config.conditional else 0
-        if config.conditional:
-            self.embed = nn.Embedding(data.num_classes, config.embed_dim, rng=rng, dtype=config.dtype)
-        sizes = [(data.data_dim + extra) * config.pack, *config.d_hidden, 1]
-        self.net = build_mlp(sizes, config.d_activation, None, rng, config.dtype)
+    def __init__(self, message: str, path, step: int, safe_step: int | None):
+        super().__init__(message)
+        self.path, self.step, self.safe_step = Path(path), step, safe_step
 
-    def forward(self, x, labels=None):
-        if self.scale != 1.0:
-            x = x * (1.0 / self.scale)
-        if self.conditional:
-            x = concatenate([x, self.embed(labels)], axis=1)
-        if self.pack > 1:
-            if x.shape[0] % self.pack:
-                raise ValueError(f"a batch of {x.shape[0]} cannot be split into packs of {self.pack}")
-            x = x.reshape(x.shape[0] // self.pack, x.shape[1] * self.pack)
-        out = self.net(x)
-        return out.reshape(out.shape[0])
+
+class RunWarning(UserWarning):
+    """Something of a run went wrong without stopping it (a picture that could not be written, a stale lock)."""
+
+
+def run_summary(out_dir) -> str | None:
+    """A few words on the run that ``out_dir`` holds (data set, loss, step), or None when it holds none.
+
+    A folder holds a run when any of :data:`RUN_FILES` is in it. The step is
+    the checkpoint's (the step a resume starts from); ``finished`` means
+    ``eval.json`` was written.
+    """
+    folder = Path(out_dir)
+    if not any((folder / name).is_file() for name in RUN_FILES):
+        return None
+    config, step, unreadable = {}, None, False
+    path = folder / CHECKPOINT
+    if path.is_file():
+        try:
+            tree = load_checkpoint(path)
+            step, config = int(tree["step"]), tree.get("config") or {}
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            unreadable = True
+    if not isinstance(config, dict) or not config:
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+    config = config if isinstance(config, dict) else {}
+    text = f"{config.get('data', 'unknown data')}, loss {config.get('loss', 'unknown')}, "
+    if unreadable:
+        text += "an unreadable checkpoint"
+    elif step is None:
+        text += "no checkpoint yet"
+    else:
+        text += f"step {step}" + (f" of {config['steps']}" if config.get("steps") else "")
+    if (folder / "eval.json").is_file():
+        text += ", finished"
+    return text
+
+
+def lock_run_folder(out_dir) -> runlog.RunLock:
+    """Take the writer's lock of a run folder (created if missing); see :class:`~scratchgan.runlog.RunLock`.
+
+    Raises :class:`~scratchgan.runlog.RunLockedError` when another process
+    holds it and :class:`TrainingError` when the folder cannot be written.
+    """
+    lock = runlog.RunLock(out_dir)
+    try:
+        return lock.acquire()
+    except OSError as exc:
+        raise TrainingError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}; "
+                            "choose another with --out") from None
+
+
+def _file_signature(path: Path):
+    """What changes when a file is replaced or rewritten (None when it does not exist)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _reason(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno) if exc.errno else None
+    return f"{exc.strerror or exc}" + (f" [{name}]" if name else "")
+
+
+# --------------------------------------------------------------------------- optimisers
 
 
 def _make_optimizer(config: TrainConfig, params, lr):
@@ -148,22 +178,54 @@ class Trainer:
     ----------
     config : TrainConfig
     out_dir : path
-        The run's folder (created if missing; must be writable).
+        The run's folder (created if missing; must be writable). A folder that
+        already holds a run (:func:`run_summary`) is refused with
+        :class:`RunExistsError`, here and again when :meth:`run` starts,
+        unless ``overwrite`` is true; to continue that run use
+        :meth:`resume`, to read it :meth:`load`.
+    overwrite : bool
+        Replace the run in ``out_dir``: when :meth:`run` (or :meth:`save`)
+        first writes, with the folder's lock held, it removes the old run's
+        :data:`RUN_FILES` (nothing else).
+    lock : RunLock, optional
+        The folder's lock, already held by the caller (the command line takes
+        it before loading the data; a data-parallel run has rank 0 hold it).
+        Without it, :meth:`run` takes the lock itself and releases it when it
+        returns, however it ends; :meth:`save` and :meth:`save_pictures`
+        outside :meth:`run` take it for their write.
     """
 
-    def __init__(self, config: TrainConfig, out_dir):
-        self.config = resolve(config)
+    def __init__(self, config: TrainConfig, out_dir, *, overwrite: bool = False, lock: runlog.RunLock | None = None):
+        self._setup(config, out_dir, "overwrite" if overwrite else "new", lock)
+
+    def _setup(self, config: TrainConfig, out_dir, mode: str, lock) -> None:
+        """``mode``: "new" (refuse a folder with a run), "overwrite", "resume" (the folder's run is ours) or "read"."""
+        self.config = resolve(config)  # the checks that need no data, before anything is loaded
         self.out_dir = Path(out_dir)
-        _check_writable(self.out_dir)
+        self._mode, self._lock, self._active_lock = mode, lock, None
+        self._saved_step = None  # the step of the checkpoint on disk that this run wrote or loaded
+        self._checkpoint_signature = None  # that file's (inode, size, mtime), to notice another writer
+        if lock is not None and Path(os.path.abspath(lock.folder)) != Path(os.path.abspath(self.out_dir)):
+            raise ValueError(f"the lock is for {lock.folder}, not for the run folder {self.out_dir}")
+        if mode == "new":
+            self._refuse_existing_run()
+        if mode != "read":
+            try:
+                runlog.check_writable(self.out_dir)
+            except OSError as exc:
+                raise TrainingError(f"cannot write to the output folder {self.out_dir}: {exc.strerror or exc}; "
+                                    "choose another with --out") from None
         backend.set_backend(self.config.backend)
         self.data = load_dataset(self.config.data, self.config.data_path)
+        self.config = resolve(config, self.data)  # the recipe's architecture may depend on the image sides
         if self.config.conditional and self.data.num_classes < 2:
             raise ConfigError(f"conditional training needs labelled data; {self.data.name} has no classes")
         c = self.config
         init_rng = np.random.default_rng([c.seed, 0])
-        self.G = Generator(c, self.data, init_rng)
-        self.D = Discriminator(c, self.data, init_rng)
-        self.G_ema = Generator(c, self.data, init_rng) if c.ema_decay > 0 else None
+        # G, D, then G's EMA copy from one stream: this order fixes the initial weights of a seed
+        self.G = build_generator(c, self.data, init_rng)
+        self.D = build_discriminator(c, self.data, init_rng)
+        self.G_ema = build_generator(c, self.data, init_rng) if c.ema_decay > 0 else None
         if self.G_ema is not None:
             self.G_ema.load_state_dict(self.G.state_dict())
         self.opt_g = _make_optimizer(c, list(self.G.parameters()), c.lr_g)
@@ -173,10 +235,11 @@ class Trainer:
 
     # ---- sampling helpers
     def _tensor(self, array) -> Tensor:
-        return Tensor._wrap(backend.asarray(np.asarray(array, dtype=self.config.dtype)))
+        """A host array as a tensor of the run's dtype on the active backend (cast on the host)."""
+        return as_tensor(np.asarray(array, dtype=self.config.dtype))
 
     def _labels(self, array) -> Tensor:
-        return Tensor._wrap(backend.asarray(np.asarray(array, dtype=np.int64)))
+        return as_tensor(np.asarray(array, dtype=np.int64))
 
     def _noise(self, n) -> Tensor:
         dtype = np.dtype(self.config.dtype)
@@ -280,31 +343,147 @@ class Trainer:
         self.step += 1
         return record
 
+    def measure_step_time(self, min_steps: int = 3, min_seconds: float = 0.3, max_steps: int = 50) -> float:
+        """Seconds per training step, measured on a throwaway copy of the networks, optimisers and RNG.
+
+        One warm-up step, then at least ``min_steps`` steps and ``min_seconds``
+        (at most ``max_steps``). The run itself is untouched: its weights,
+        optimiser states, RNG state and step stay as they were.
+        """
+        clone = copy.copy(self)
+        memo = {id(self.data): self.data}
+        clone.G, clone.D, clone.G_ema, clone.opt_g, clone.opt_d, clone.rng = copy.deepcopy(
+            (self.G, self.D, self.G_ema, self.opt_g, self.opt_d, self.rng), memo)
+        clone.train_step(with_norms=False)
+        done, start = 0, time.perf_counter()
+        while done < max_steps and (done < min_steps or time.perf_counter() - start < min_seconds):
+            clone.train_step(with_norms=False)
+            done += 1
+        return (time.perf_counter() - start) / done
+
+    # ---- the run folder
+    def _refuse_existing_run(self) -> None:
+        summary = run_summary(self.out_dir)
+        if summary is None:
+            return
+        out = str(self.out_dir)
+        resume = f"continue it with Trainer.resume({out!r}), " if (self.out_dir / CHECKPOINT).is_file() else ""
+        raise RunExistsError(self.out_dir, summary,
+                             f"{out} already holds a run ({summary}); {resume}replace it with "
+                             f"Trainer(config, {out!r}, overwrite=True), or choose another folder")
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Hold the folder's lock (the caller's, or one taken here) and claim the folder while writing into it.
+
+        Nested uses (a save inside :meth:`run`) reuse the outer one. The lock
+        taken here is released on the way out, however the block ends.
+        """
+        if self._mode == "read":
+            raise TrainingError(f"this Trainer reads the run in {self.out_dir} (Trainer.load) and writes nothing; "
+                                "use Trainer.resume to continue it")
+        if self._active_lock is not None:
+            yield
+            return
+        lock = self._lock if self._lock is not None and self._lock.held else lock_run_folder(self.out_dir)
+        own = lock is not self._lock
+        if own and lock.note:
+            warnings.warn(lock.note, RunWarning, stacklevel=4)
+        self._active_lock = lock
+        try:
+            self._claim_folder()
+            yield
+        finally:
+            self._active_lock = None
+            if own:
+                lock.release()
+
+    def _claim_folder(self) -> None:
+        """With the lock held: refuse another run, remove the run being overwritten, or check ours is unchanged."""
+        runlog.remove_temp_files(self.out_dir, RUN_FILES)  # left by writes that were killed; nobody else writes
+        if self._mode == "new":
+            self._refuse_existing_run()  # again: the folder may have been used since the constructor looked
+        elif self._mode == "overwrite":
+            for name in RUN_FILES:  # the checkpoint last: a removal that fails keeps what matters most
+                try:
+                    (self.out_dir / name).unlink(missing_ok=True)
+                except OSError as exc:
+                    raise TrainingError(f"cannot remove the old run's {name} from {self.out_dir} to overwrite it: "
+                                        f"{_reason(exc)}") from None
+        elif _file_signature(self.out_dir / CHECKPOINT) != self._checkpoint_signature:
+            raise TrainingError(f"the checkpoint in {self.out_dir} changed since this Trainer loaded or wrote it "
+                                "(another process wrote it); load it again with Trainer.resume")
+        self._mode = "resume"  # from now on the folder's run is this one
+
+    def _save_error(self, what: str, path, exc: OSError) -> SaveError:
+        """The error that stops a run whose write of ``what`` failed, naming the last safe step."""
+        safe = self._saved_step
+        if safe is None:
+            advice = "no checkpoint was saved yet, so no step is safe: free some space or choose another folder, " \
+                     "and start again"
+        else:
+            advice = (f"the last good checkpoint, {self.out_dir / CHECKPOINT}, is intact and holds step {safe}: "
+                      f"step {safe} is safe; free some space, then continue with: scratchgan train --resume "
+                      f"--out {self.out_dir}")
+        return SaveError(f"could not write {what} {path} at step {self.step}: {_reason(exc)}; {advice}",
+                         path, self.step, safe)
+
+    def _checkpoint(self) -> None:
+        try:
+            self.save()
+        except OSError as exc:
+            raise self._save_error("the checkpoint", self.out_dir / CHECKPOINT, exc) from exc
+
+    def _pictures(self) -> None:
+        """The pictures, or a warning: a picture that cannot be written does not stop the run."""
+        try:
+            self.save_pictures()
+        except OSError as exc:
+            warnings.warn(f"could not write the pictures in {self.out_dir} at step {self.step}: {_reason(exc)}; "
+                          "training goes on (the previous pictures are kept; a resume needs only the checkpoint "
+                          "and the metrics)", RunWarning, stacklevel=3)
+
     # ---- the loop
     def run(self, progress: bool | None = None, on_log=None) -> dict:
         """Train up to ``config.steps`` total steps; returns the final evaluation.
 
+        Holds the run folder's lock throughout (see the class docstring) and
+        first claims the folder: a new run refuses one that holds a run, an
+        ``overwrite`` run removes the old run's files.
+
         Ctrl-C saves a checkpoint and re-raises ``KeyboardInterrupt``. A NaN
         or Inf loss raises :class:`TrainingError` naming the step; the last
-        good checkpoint on disk is kept.
+        good checkpoint on disk is kept. A checkpoint, metrics or config write
+        that fails raises :class:`SaveError` naming the file and the last safe
+        step; a picture or ``eval.json`` that fails gives a :class:`RunWarning`.
         """
+        with self._writing():
+            return self._run(progress, on_log)
+
+    def _run(self, progress, on_log) -> dict:
         c = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=1) + "\n")
-        _truncate_metrics(self.out_dir / METRICS, self.step)
-        bar = _progress(self.step, c.steps, progress)
+        try:
+            runlog.write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1) + "\n")
+        except OSError as exc:
+            raise self._save_error("the config", self.out_dir / "config.json", exc) from exc
+        try:
+            runlog.truncate_metrics(self.out_dir / METRICS, self.step)
+        except OSError as exc:
+            raise self._save_error("the metrics file", self.out_dir / METRICS, exc) from exc
+        bar = runlog.progress_bar(self.step, c.steps, progress)
         last_time, last_step = time.perf_counter(), self.step
-        interrupted = _InterruptFlag()
+        interrupted = runlog.InterruptFlag()
         try:
             with interrupted:
                 while self.step < c.steps:
                     log_now = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
                     record = self.train_step(with_norms=log_now)
                     if not all(math.isfinite(record[k]) for k in ("d_loss", "g_loss")):
+                        kept = (f"no checkpoint was saved before it in {self.out_dir}" if self._saved_step is None
+                                else f"the last good checkpoint (step {self._saved_step}) in {self.out_dir} is kept")
                         raise TrainingError(
                             f"loss became NaN or Inf at step {self.step} (d_loss={record['d_loss']}, "
-                            f"g_loss={record['g_loss']}); the last good checkpoint in {self.out_dir} is kept; "
-                            "try a lower learning rate or another loss"
+                            f"g_loss={record['g_loss']}); {kept}; try a lower learning rate or another loss"
                         )
                     if bar is not None:
                         bar.update(1)
@@ -314,25 +493,33 @@ class Trainer:
                         record["steps_per_sec"] = (self.step - last_step) / max(now - last_time, 1e-9)
                         last_time, last_step = now, self.step
                         record = {"step": self.step, **record}
-                        _append_jsonl(self.out_dir / METRICS, record)
+                        try:
+                            runlog.append_jsonl(self.out_dir / METRICS, record)
+                        except OSError as exc:  # the file keeps its complete lines; stop before more is lost
+                            raise self._save_error("the metrics file", self.out_dir / METRICS, exc) from exc
                         if on_log is not None:
                             on_log(record)
                     if self.step % c.checkpoint_every == 0:
-                        self.save()
+                        self._checkpoint()
                     if self.step % c.sample_every == 0:
-                        self.save_pictures()
+                        self._pictures()
                     if interrupted.raised:
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
-            self.save()
+            self._checkpoint()
             raise
         finally:
             if bar is not None:
                 bar.close()
-        self.save()
-        self.save_pictures()
+        self._checkpoint()
+        self._pictures()
         result = self.evaluate()
-        (self.out_dir / "eval.json").write_text(json.dumps(result, indent=1) + "\n")
+        try:
+            runlog.write_text_atomic(self.out_dir / "eval.json", json.dumps(result, indent=1) + "\n")
+        except OSError as exc:
+            warnings.warn(f"could not write {self.out_dir / 'eval.json'}: {_reason(exc)}; the run is complete "
+                          f"(checkpoint at step {self.step}) and `scratchgan eval --run {self.out_dir}` prints the "
+                          "evaluation again", RunWarning, stacklevel=3)
         return result
 
     # ---- checkpoints
@@ -351,8 +538,19 @@ class Trainer:
         return tree
 
     def save(self, path=None) -> Path:
-        path = Path(path) if path else self.out_dir / CHECKPOINT
-        save_checkpoint(path, self.state())
+        """Write the checkpoint atomically: to ``path``, or by default to the run folder's ``checkpoint.npz``.
+
+        The default takes the folder's lock for the write (unless :meth:`run`
+        holds it); a write that fails raises ``OSError`` and leaves the
+        previous checkpoint as it was.
+        """
+        if path is not None and Path(path) != self.out_dir / CHECKPOINT:
+            save_checkpoint(path, self.state())
+            return Path(path)
+        path = self.out_dir / CHECKPOINT
+        with self._writing():
+            save_checkpoint(path, self.state())
+            self._saved_step, self._checkpoint_signature = self.step, _file_signature(path)
         return path
 
     def load_state(self, tree: dict, source="checkpoint") -> None:
@@ -372,9 +570,30 @@ class Trainer:
             ) from None
 
     @classmethod
-    def resume(cls, out_dir, steps: int | None = None, **overrides) -> Trainer:
-        """Continue the run in ``out_dir`` up to ``steps`` total steps."""
+    def resume(cls, out_dir, steps: int | None = None, *, lock: runlog.RunLock | None = None,
+               **overrides) -> Trainer:
+        """Continue the run in ``out_dir`` up to ``steps`` total steps.
+
+        ``lock``: the folder's lock, held by the caller (see the class
+        docstring); without it :meth:`run` takes it, and refuses to start when
+        another process has written the checkpoint since it was loaded here.
+        """
+        return cls._from_checkpoint(out_dir, "resume", lock, steps, overrides)
+
+    @classmethod
+    def load(cls, run_dir) -> Trainer:
+        """The trained run in ``run_dir``, to sample and evaluate: it takes no lock and writes nothing.
+
+        What ``scratchgan sample`` and ``eval`` use; they can read a run while
+        it trains (a checkpoint is replaced atomically, so they see the old or
+        the new one). :meth:`run` and the default :meth:`save` are refused.
+        """
+        return cls._from_checkpoint(run_dir, "read", None, None, {})
+
+    @classmethod
+    def _from_checkpoint(cls, out_dir, mode, lock, steps, overrides) -> Trainer:
         path = Path(out_dir) / CHECKPOINT
+        signature = _file_signature(path)  # before loading: a replacement in between is then noticed, not missed
         tree = load_checkpoint(path)
         if "config" not in tree:
             raise CheckpointError(f"{path}: not a scratchgan training checkpoint (no config); start a new run")
@@ -386,8 +605,10 @@ class Trainer:
             import dataclasses  # noqa: PLC0415
 
             config = dataclasses.replace(config, **changes)
-        trainer = cls(config, out_dir)
+        trainer = cls.__new__(cls)
+        trainer._setup(config, out_dir, mode, lock)
         trainer.load_state(tree, source=str(path))
+        trainer._saved_step, trainer._checkpoint_signature = trainer.step, signature
         return trainer
 
     # ---- outputs
@@ -395,14 +616,24 @@ class Trainer:
         return self.G_ema if self.G_ema is not None else self.G
 
     def sample(self, n: int, labels=None, seed: int | None = None) -> np.ndarray:
-        """``n`` samples as a host array: (n, 2) for toy data, (n, H, W) in [-1, 1] for images."""
+        """``n`` samples as a host array: (n, 2) for toy data, (n, H, W) in [-1, 1] for images.
+
+        ``labels`` (conditional runs only): one class or ``n`` classes, integers
+        in ``[0, num_classes)``; None draws them uniformly. ``seed`` (an int
+        >= 0) fixes the noise; None uses the run's sampling stream ``[seed, 2]``.
+        """
         rng = np.random.default_rng(seed) if seed is not None else np.random.default_rng([self.config.seed, 2])
         z = self._tensor(rng.standard_normal((n, self.config.z_dim)))
         y = None
         if self.config.conditional:
+            k = self.data.num_classes
             if labels is None:
-                labels = rng.integers(0, self.data.num_classes, n)
-            y = self._labels(np.broadcast_to(np.asarray(labels), (n,)))
+                labels = rng.integers(0, k, n)
+            labels = np.broadcast_to(np.asarray(labels), (n,))
+            if labels.dtype.kind not in "iu" or (n and (labels.min() < 0 or labels.max() >= k)):
+                raise ValueError(f"labels must be integers in [0, {k - 1}] ({self.data.name} has {k} classes), "
+                                 f"got {np.unique(labels)[:5].tolist()}")
+            y = self._labels(labels)
         elif labels is not None:
             raise ConfigError("labels were given but this run is not conditional (train with --conditional)")
         G = self.generator_for_sampling()
@@ -415,34 +646,43 @@ class Trainer:
         return x
 
     def save_pictures(self) -> None:
+        """Draw ``samples.png`` and ``losses.png``, each replaced atomically (holding the folder's lock)."""
         from . import plots  # noqa: PLC0415 - matplotlib is imported only when pictures are made
 
-        if self.data.kind == "toy":
-            real, _ = self.data.mixture.sample(2500, np.random.default_rng(0))
-            plots.save_toy_scatter(self.out_dir / "samples.png", self.sample(2500), real=real,
-                                   centres=self.data.mixture.centres,
-                                   title=f"{self.config.data}, {self.config.loss}, step {self.step}")
-        elif self.config.conditional:
-            k, per_row = self.data.num_classes, 10
-            labels = np.repeat(np.arange(k), per_row)
-            plots.save_image_grid(self.out_dir / "samples.png", self.sample(k * per_row, labels=labels),
-                                  nrow=per_row, row_labels=[str(i) for i in range(k)])
-        else:
-            plots.save_image_grid(self.out_dir / "samples.png", self.sample(100))
-        records = _read_jsonl(self.out_dir / METRICS)
+        with self._writing(), runlog.atomic_path(self.out_dir / "samples.png") as tmp:
+            if self.data.kind == "toy":
+                real, _ = self.data.mixture.sample(2500, np.random.default_rng(0))
+                plots.save_toy_scatter(tmp, self.sample(2500), real=real, centres=self.data.mixture.centres,
+                                       title=f"{self.config.data}, {self.config.loss}, step {self.step}")
+            elif self.config.conditional:
+                k, per_row = self.data.num_classes, 10
+                labels = np.repeat(np.arange(k), per_row)
+                plots.save_image_grid(tmp, self.sample(k * per_row, labels=labels), nrow=per_row,
+                                      row_labels=[str(i) for i in range(k)])
+            else:
+                plots.save_image_grid(tmp, self.sample(100))
+        records = runlog.read_jsonl(self.out_dir / METRICS)
         if records:
-            plots.save_loss_curves(self.out_dir / "losses.png", records)
+            with self._writing(), runlog.atomic_path(self.out_dir / "losses.png") as tmp:
+                plots.save_loss_curves(tmp, records)
 
     def evaluate(self) -> dict:
-        from . import metrics  # noqa: PLC0415
+        """The final evaluation on ``config.eval_samples`` samples (what ``eval.json`` holds).
 
+        Toy data: :func:`scratchgan.metrics.mode_coverage`; images:
+        :func:`scratchgan.image_eval.evaluate_images` (the classifier metrics).
+        """
         n = self.config.eval_samples
         result = {"step": self.step, "data": self.config.data, "loss": self.config.loss}
         if self.data.kind == "toy":
-            result.update(metrics.mode_coverage(self.sample(n), self.data.mixture.centres, self.data.mixture.std))
+            from .metrics import mode_coverage  # noqa: PLC0415 - SciPy is imported only to evaluate
+
+            result.update(mode_coverage(self.sample(n), self.data.mixture.centres, self.data.mixture.std))
             result.pop("per_mode_counts", None)
         else:
-            result.update(metrics.evaluate_images(self, n))
+            from .image_eval import evaluate_images  # noqa: PLC0415
+
+            result.update(evaluate_images(self, n))
         return result
 
 
@@ -468,10 +708,17 @@ def _mean_output(loss: str, out: Tensor) -> float:
 
 @no_grad()
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """theta_ema <- decay * theta_ema + (1 - decay) * theta, in place."""
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta, in place; buffers are copied.
+
+    The buffers are the batch-norm running statistics of a DCGAN generator:
+    the EMA copy samples in eval mode with the statistics that G's own
+    training batches gave (the MLPs have none).
+    """
     for pe, p in zip(ema.parameters(), model.parameters()):
         pe.data *= decay
         pe.data += (1 - decay) * p.data
+    for (_, be), (_, b) in zip(ema.named_buffers(), model.named_buffers()):
+        be[...] = b
 
 
 def _rng_state_to_tree(rng) -> dict:
@@ -481,70 +728,3 @@ def _rng_state_to_tree(rng) -> dict:
 
 def _rng_state_from_tree(tree) -> dict:
     return json.loads(tree["json"])
-
-
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise TrainingError(f"cannot write to the output folder {folder}: {exc.strerror or exc}; choose another with --out") from None
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _read_jsonl(path: Path) -> list:
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop records written after the checkpoint so none appear twice."""
-    if not path.exists():
-        return
-    records = [r for r in _read_jsonl(path) if r.get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
-
-
-def _progress(start: int, total: int, enabled: bool | None):
-    """A tqdm bar on a terminal; nothing in logs and CI (``disable=None``)."""
-    if enabled is False:
-        return None
-    from tqdm import tqdm  # noqa: PLC0415
-
-    return tqdm(total=total, initial=start, unit="step", disable=None if enabled is None else not enabled,
-                dynamic_ncols=True, leave=False)
-
-
-class _InterruptFlag:
-    """Turn SIGINT into a flag checked between steps, so a step never stops halfway."""
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.raised:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.raised = True
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False

@@ -293,6 +293,25 @@ def test_fsync_failure_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert _temp_files(path) == []
 
 
+@pytest.mark.parametrize("stage, err", [("open", 13), ("replace", 30)])  # EACCES, EROFS
+def test_permission_or_read_only_failure_keeps_previous_checkpoint(tmp_path, monkeypatch, stage, err):
+    """Permission removed mid-run (the temporary file cannot be created) or a file system turned read-only
+    (the rename fails): the previous checkpoint stays, loadable, and no temporary file is left."""
+    path = tmp_path / "c"
+    save_checkpoint(path, {"step": 1})
+
+    def refuse(*args, **kwargs):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(checkpoint.os, stage, refuse)
+    with pytest.raises(OSError) as info:
+        save_checkpoint(path, {"step": 2})
+    assert info.value.errno == err
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"step": 1}
+    assert _temp_files(path) == []
+
+
 _SAVER = textwrap.dedent("""
     import sys
     import numpy as np

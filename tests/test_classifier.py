@@ -1,4 +1,4 @@
-"""Tests for scratchgan.classifier and metrics.evaluate_images on a tiny synthetic image set.
+"""Tests for scratchgan.classifier and image_eval.evaluate_images on a tiny synthetic image set.
 
 Three classes of 6x6 images: a dark background with a bright horizontal band
 (rows 0-1, 2-3 or 4-5) plus Gaussian noise. Every test points the cache at
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax as scipy_log_softmax
 
-from scratchgan import classifier, metrics
+from scratchgan import classifier, image_eval
 from scratchgan.data import Dataset
 from scratchgan.tensor import Tensor
 
@@ -205,7 +205,7 @@ def test_evaluate_images_on_real_images(data):
     def fresh_real(n, labels):  # new real images, neither train nor test
         return make_images(rng.integers(0, C, n), rng)
 
-    out = metrics.evaluate_images(StubTrainer(data, fresh_real), 300)
+    out = image_eval.evaluate_images(StubTrainer(data, fresh_real), 300)
     assert set(out) == {"eval_samples", "classifier_test_accuracy", "classifier_score", "classifier_score_real",
                         "frechet_classifier_distance", "frechet_classifier_distance_real", "class_coverage",
                         "class_coverage_real"}
@@ -218,14 +218,14 @@ def test_evaluate_images_on_real_images(data):
     assert out["frechet_classifier_distance"] < 2.0 * ref + 1e-3
 
     test_images = StubTrainer(data, lambda n, labels: data.x_test[np.arange(n) % len(data.x_test)])
-    on_test = metrics.evaluate_images(test_images, len(data.x_test))
+    on_test = image_eval.evaluate_images(test_images, len(data.x_test))
     assert on_test["frechet_classifier_distance"] < 1e-6 * max(ref, 1.0)
     assert on_test["classifier_score"] == pytest.approx(out["classifier_score_real"], rel=1e-9)
 
 
 def test_evaluate_images_on_constant_images(data):
     stub = StubTrainer(data, lambda n, labels: np.full((n, H, W), -0.6, dtype=np.float32))
-    out = metrics.evaluate_images(stub, 200)
+    out = image_eval.evaluate_images(stub, 200)
     assert out["class_coverage"] == pytest.approx(1 / C)
     assert out["classifier_score"] == pytest.approx(1.0, abs=1e-9)
     assert out["frechet_classifier_distance"] > 10 * out["frechet_classifier_distance_real"]
@@ -235,13 +235,13 @@ def test_evaluate_images_on_constant_images(data):
 def test_evaluate_images_conditional(data):
     rng = np.random.default_rng(5)
     good = StubTrainer(data, lambda n, labels: make_images(np.asarray(labels), rng), conditional=True)
-    out = metrics.evaluate_images(good, 300)
+    out = image_eval.evaluate_images(good, 300)
     (n, labels), = good.calls
     assert n == 300 and np.array_equal(np.bincount(labels, minlength=C), [100, 100, 100])
     assert out["conditional_accuracy"] > 0.9
     # a generator that ignores the label: right only for the class it always makes
     deaf = StubTrainer(data, lambda n, labels: make_images(np.zeros(n, dtype=np.int64), rng), conditional=True)
-    assert metrics.evaluate_images(deaf, 300)["conditional_accuracy"] == pytest.approx(1 / C, abs=0.05)
+    assert image_eval.evaluate_images(deaf, 300)["conditional_accuracy"] == pytest.approx(1 / C, abs=0.05)
 
 
 def test_evaluate_images_survives_nan_and_checks_n(data):
@@ -251,7 +251,7 @@ def test_evaluate_images_survives_nan_and_checks_n(data):
         return x
 
     with pytest.warns(RuntimeWarning, match="NaN"):
-        out = metrics.evaluate_images(StubTrainer(data, with_nan), 50)
+        out = image_eval.evaluate_images(StubTrainer(data, with_nan), 50)
     assert np.isfinite(out["frechet_classifier_distance"])
     with pytest.raises(ValueError):
-        metrics.evaluate_images(StubTrainer(data, with_nan), 1)
+        image_eval.evaluate_images(StubTrainer(data, with_nan), 1)

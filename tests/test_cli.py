@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
 import pytest
 
-from scratchgan import __version__
-from scratchgan.cli import main
+from scratchgan import __version__, config
+from scratchgan.cli import build_parser, main
 
 TINY = ["--g-hidden", "16", "--d-hidden", "16", "--z-dim", "4", "--batch-size", "32", "--quiet",
         "--eval-samples", "200"]
@@ -30,6 +31,18 @@ def run_cli(capsys, *args):
     (["train", "--betas", "0.5"], "two numbers"),
     (["sample", "-n", "5"], "--run"),
     (["frobnicate"], "invalid choice"),
+    # every bad value names its option (numpy's "expected non-negative integer" named none)
+    (["train", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+    (["train", "--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
+    (["train", "--lr-g", "nan"], "argument --lr-g: must be a finite number > 0"),
+    (["train", "--ema-decay", "1"], "argument --ema-decay: must be in [0, 1)"),
+    (["train", "--betas", "0.5,1.5"], "argument --betas: must be two numbers in [0, 1)"),
+    (["train", "--data", "cifar"], "argument --data: invalid choice: 'cifar'"),
+    (["sample", "--run", "r", "--out", "s.npy", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+    (["sample", "--run", "r", "--out", "s.npy", "-n", "0"], "argument -n: must be >= 1, got 0"),
+    (["eval", "--run", "r", "-n", "0"], "argument -n: must be >= 1, got 0"),
+    (["train", "--resume"], "argument --resume: needs --out RUN"),
+    (["train", "--resume", "--overwrite", "--out", "r"], "argument --overwrite: not allowed with argument --resume"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, args, fragment):
     code, out, err = run_cli(capsys, *args)
@@ -44,7 +57,7 @@ def test_version_and_help(capsys):
     code, out, _ = run_cli(capsys, "train", "--help")
     assert code == 0
     for option in ("--data", "--data-path", "--loss", "--steps", "--batch-size", "--seed", "--backend", "--out",
-                   "--resume", "--conditional"):
+                   "--resume", "--overwrite", "--conditional"):
         assert option in out
 
 
@@ -77,6 +90,10 @@ def test_train_then_sample_and_eval(capsys, tmp_path):
     code, out, err = run_cli(capsys, "train", "--steps", "5", "--out", str(run), *TINY)
     assert code == 0, err
     assert "modes_captured" in out and "samples.png" in out
+    # the plan comes first, in one line, with a time estimate
+    plan = out.splitlines()[0]
+    assert plan.startswith("plan: mlp ns GAN on grid25 (recipe toy): 5 of 5 steps of batch 32, about ")
+    assert "s/step measured on this machine" in plan
 
     code, out, err = run_cli(capsys, "sample", "--run", str(run), "-n", "7", "--out", str(tmp_path / "s.npy"))
     assert code == 0, err
@@ -97,9 +114,67 @@ def test_train_then_sample_and_eval(capsys, tmp_path):
 def test_sample_rejects_bad_values(capsys, tmp_path):
     run = tmp_path / "run"
     run_cli(capsys, "train", "--steps", "2", "--out", str(run), *TINY)
-    code, _, err = run_cli(capsys, "sample", "--run", str(run), "-n", "0", "--out", str(tmp_path / "s.npy"))
-    assert code == 1 and "-n must be positive" in err
     code, _, err = run_cli(capsys, "sample", "--run", str(run), "-n", "3", "--out", str(tmp_path / "s.txt"))
     assert code == 1 and ".npy" in err
     code, _, err = run_cli(capsys, "sample", "--run", str(run), "-n", "3", "--label", "1", "--out", str(tmp_path / "s.npy"))
     assert code == 1 and "not conditional" in err
+
+
+def write_tiny_mnist(folder, n=60):
+    """A Keras-style npz of small 'digits' (the mnist loader gives it 10 classes)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 3
+    x = rng.integers(0, 255, (n, 8, 8)).astype(np.uint8)
+    np.savez(folder / "mnist.npz", x_train=x, y_train=y, x_test=x[:12], y_test=y[:12])
+    return folder / "mnist.npz"
+
+
+def test_sample_label_out_of_range_is_one_line_naming_the_option(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRATCHGAN_CACHE", str(tmp_path / "cache"))  # the final evaluation trains a classifier
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "--data", "mnist", "--data-path", str(write_tiny_mnist(tmp_path)),
+                             "--conditional", "--embed-dim", "3", "--steps", "1", "--eval-samples", "20", "--out",
+                             str(run), *TINY[:-2])
+    assert code == 0, err
+    assert out.startswith("plan: dcgan ns GAN on mnist (recipe image): 1 of 1 steps of batch 32")
+    for label in ("99", "10", "-1"):
+        code, _, err = run_cli(capsys, "sample", "--run", str(run), "-n", "3", "--label", label,
+                               "--out", str(tmp_path / "s.npy"))
+        assert code == 2, err
+        assert f"argument --label: must be a class of this run, 0 to 9 (mnist has 10 classes), got {label}" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "sample", "--run", str(run), "-n", "3", "--label", "9",
+                           "--out", str(tmp_path / "s.npy"))
+    assert code == 0, err
+
+
+def _options(parser):
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {cmd: {a.dest: a for a in p._actions} for cmd, p in sub.choices.items()}
+
+
+def test_cli_choices_and_checks_come_from_the_config():
+    """Every choice list of `train` is config.CHOICES's, and every config option is checked by config's rules."""
+    train = _options(build_parser())["train"]
+    with_choices = {dest: tuple(a.choices) for dest, a in train.items() if a.choices is not None}
+    assert with_choices == {k: tuple(v) for k, v in config.CHOICES.items()}
+    # numeric and list options check their value with config.value_problem, as resolve() does
+    for dest in (*config.POSITIVE_FIELDS, *config.NON_NEGATIVE_FIELDS, "ema_decay", "betas", "g_hidden", "d_hidden"):
+        assert getattr(train[dest].type, "field", None) == dest, dest
+    # --data reads names as load_dataset does
+    assert build_parser().parse_args(["train", "--data", "Fashion_MNIST"]).data == "fashion-mnist"
+
+
+def test_dcgan_on_toy_data_is_one_clear_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--arch", "dcgan", "--out", str(tmp_path / "run"), *TINY)
+    assert code == 1
+    assert err.startswith("scratchgan: error: the dcgan architecture needs image data; grid25")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_recipe_filled_options_default_to_the_recipe():
+    """--arch, --z-dim, --batch-size, --steps and --ema-decay are left to the recipe unless given."""
+    args = build_parser().parse_args(["train", "--data", "fashion-mnist"])
+    assert (args.arch, args.z_dim, args.batch_size, args.steps, args.ema_decay) == (None, None, None, None, None)
+    args = build_parser().parse_args(["train", "--arch", "mlp", "--z-dim", "7"])
+    assert (args.arch, args.z_dim) == ("mlp", 7)

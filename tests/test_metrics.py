@@ -1,6 +1,8 @@
 """Tests for scratchgan.metrics with hand-built cases and closed forms."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -302,3 +304,12 @@ def test_class_coverage_errors():
         class_coverage(np.array([0.0, 1.0]), 10)
     with pytest.raises(ValueError, match="min_share"):
         class_coverage(np.array([0, 1]), 10, min_share=2.0)
+
+
+def test_metrics_module_does_not_pull_in_the_classifier():
+    """metrics is pure NumPy/SciPy: image evaluation (which trains a classifier on the engine) lives in image_eval."""
+    code = ("import sys, scratchgan.metrics as m; "
+            "assert 'scratchgan.classifier' not in sys.modules and 'scratchgan.image_eval' not in sys.modules; "
+            "assert not hasattr(m, 'evaluate_images')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

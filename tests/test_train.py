@@ -64,7 +64,11 @@ RESUME_CASES = {
     "wgan-gp": dict(loss="wgan-gp", n_critic=2),
     "wgan": dict(loss="wgan", n_critic=2),
     "hinge-r1": dict(loss="hinge", r1=1.0),
-    "conditional-images": dict(loss="lsgan", data="mnist", conditional=True, embed_dim=3),
+    "conditional-images": dict(loss="lsgan", data="mnist", conditional=True, embed_dim=3, arch="mlp"),
+    # tiny 8x8 images: batch norm's running statistics (G, D, the EMA's copy) and the projection discriminator
+    "dcgan-conditional": dict(loss="ns", data="mnist", conditional=True, embed_dim=3, arch="dcgan"),
+    # the layer-norm critic and the gradient penalty through the convolutions
+    "dcgan-wgan-gp": dict(loss="wgan-gp", data="mnist", n_critic=2, arch="dcgan"),
 }
 
 
@@ -151,9 +155,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         return record
 
     monkeypatch.setattr(Trainer, "d_update", poisoned)
-    with pytest.raises(TrainingError, match="NaN or Inf at step 5"):
+    with pytest.raises(TrainingError, match=r"NaN or Inf at step 5 .* the last good checkpoint \(step 4\)"):
         trainer.run(progress=False)
     assert load_checkpoint(tmp_path / "run" / "checkpoint.npz")["step"] == 4
+    assert not (tmp_path / "run" / "run.lock").exists()  # released on errors too
 
 
 def test_checkpoint_of_another_shape_is_refused(tmp_path):
@@ -189,6 +194,10 @@ def test_bad_config_values_are_clear_errors(tmp_path):
         Trainer(tiny(ema_decay=1.5), tmp_path / "c")
     with pytest.raises(ConfigError, match="g_activation"):
         Trainer(tiny(g_activation="swish"), tmp_path / "d")
+    with pytest.raises(ConfigError, match="seed must be >= 0, got -1"):
+        Trainer(tiny(seed=-1), tmp_path / "e")
+    with pytest.raises(ConfigError, match="lr_g must be a finite number > 0"):
+        Trainer(tiny(lr_g=float("nan")), tmp_path / "f")
 
 
 def test_unwritable_output_folder_is_refused_before_training(tmp_path):
@@ -210,6 +219,60 @@ def test_conditional_samples_follow_labels_and_grid_has_a_row_per_class(tmp_path
         Trainer(tiny(steps=1), tmp_path / "plain").sample(3, labels=1)
 
 
+def test_sample_refuses_labels_out_of_range(tmp_path):
+    path = write_tiny_mnist(tmp_path)
+    trainer = Trainer(tiny(data="mnist", data_path=str(path), conditional=True, embed_dim=3), tmp_path / "run")
+    for bad in (10, -1, [0, 99], 1.5):
+        with pytest.raises(ValueError, match=r"labels must be integers in \[0, 9\]"):
+            trainer.sample(2, labels=bad)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_default_networks_have_the_weights_of_before_the_move_to_models():
+    """Seed 0 of the default config: the same initial weights as the builders in train.py gave (pinned)."""
+    from scratchgan.config import resolve
+    from scratchgan.data import load_dataset
+    from scratchgan.models import build_discriminator, build_generator
+
+    config, data = resolve(TrainConfig()), load_dataset("grid25")
+    rng = np.random.default_rng([0, 0])  # the Trainer's init stream; G first, then D
+    G, D = build_generator(config, data, rng), build_discriminator(config, data, rng)
+    g, d = G.state_dict(), D.state_dict()
+    keys = [f"net.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
+    assert list(g) == keys and list(d) == keys  # the checkpoints' keys
+    np.testing.assert_allclose(np.asarray(g["net.0.weight"]).ravel()[:2], [0.06848084181547165, -0.11510664224624634],
+                               rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(d["net.0.weight"]).ravel()[:2], [0.22848528623580933, 0.16817066073417664],
+                               rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(d["net.6.bias"]), [-0.03836848586797714], rtol=1e-7)
+
+
+def test_gan_networks_keep_the_leaky_relu_slope_0_2(tmp_path):
+    from scratchgan import nn
+
+    trainer = Trainer(tiny(g_activation="leaky_relu", d_activation="leaky_relu"), tmp_path / "run")
+    slopes = [m.negative_slope for net in (trainer.G, trainer.D) for m in net.modules() if isinstance(m, nn.LeakyReLU)]
+    assert slopes == [0.2, 0.2]  # one hidden layer each in tiny()
+
+
+def test_architecture_is_looked_up_in_the_registry():
+    import types
+
+    from scratchgan.config import resolve
+    from scratchgan.data import load_dataset
+    from scratchgan.models import ARCHITECTURES, MLPGenerator, build_generator
+
+    assert "mlp" in ARCHITECTURES
+    config, data = resolve(tiny()), load_dataset("grid25")
+    assert isinstance(build_generator(config, data, np.random.default_rng(0)), MLPGenerator)
+    assert set(ARCHITECTURES) == {"mlp", "dcgan"}
+    other = types.SimpleNamespace(**{**config.to_dict(), "arch": "resnet"})
+    with pytest.raises(ConfigError, match="unknown architecture 'resnet'; choose one of mlp, dcgan"):
+        build_generator(other, data, np.random.default_rng(0))
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -228,3 +291,4 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "checkpoint saved" in stdout
     tree = load_checkpoint(out / "checkpoint.npz")
     assert 0 < tree["step"] < 100000
+    assert not (out / "run.lock").exists()  # the lock was released on the way out
