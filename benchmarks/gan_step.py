@@ -8,11 +8,26 @@ fake batch, then one G update on fresh noise.
 Variants, interleaved in one run (A, B, C, A, B, C, ...) so that the machine's
 noise hits them alike:
 
-* ``scratchgan``: the library, written as a user would write the step;
+* ``scratchgan``: the library through its public API only, written as a user
+  would write the step (``sg.as_tensor`` on the input arrays, ``nn``,
+  ``losses``, ``optim.Adam``, ``sg.grad``);
 * ``torch``: the same model in PyTorch eager (skipped when torch is missing);
 * ``handwritten``: the same step by hand without autograd (the floor);
 * on CuPy also ``scratchgan-graph`` (the step captured as a CUDA graph) and
   ``torch-graph`` (PyTorch's CUDA-graph replay).
+
+What a run measures: for each batch size, training steps per second of each
+variant (milliseconds per step on CuPy), the median over ``--repeats``
+repetitions of about ``--seconds`` each, every repetition after a few untimed
+steps, the variants' order rotated between repetitions; the ratios scratchgan
+/ torch and scratchgan / hand-written per repetition, their median and
+quartiles; minor page faults per step; and, unless ``--no-memory``, each
+variant's peak resident memory in a fresh process.
+
+No process-wide tuning is applied: the script leaves glibc's malloc, the
+BLAS/OpenMP thread counts and everything else about the process as a user's
+program gets them. A run made with thread variables set in the environment
+(e.g. ``OPENBLAS_NUM_THREADS=1``) says so in its header line.
 
 Before timing, it checks in float64 that scratchgan and the hand-written step
 compute the same update from the same weights and inputs.
@@ -21,6 +36,7 @@ Usage::
 
     python benchmarks/gan_step.py                       # NumPy, B = 64 256 1024
     python benchmarks/gan_step.py --backend cupy        # GPU, B = 64 256 1024 4096
+    python benchmarks/gan_step.py --batch-sizes 64 --repeats 2 --no-memory   # a quick look, not a measurement
 """
 
 from __future__ import annotations
@@ -58,7 +74,7 @@ def _load_linear_stack(module, params):
 
 
 class ScratchganGAN:
-    """The reference step with scratchgan, as the trainer writes it."""
+    """The reference step with scratchgan, as a user writes it (public API only)."""
 
     def __init__(self, g_params, d_params, dtype="float32", g_sizes=G_SIZES, d_sizes=D_SIZES):
         def mlp(sizes, out):
@@ -76,7 +92,8 @@ class ScratchganGAN:
         self.opt_d = optim.Adam(self.D.parameters(), lr=LR, betas=BETAS)
 
     def step(self, real, z_d, z_g, mark=no_mark):
-        real, z_d, z_g = sg.Tensor._wrap(real), sg.Tensor._wrap(z_d), sg.Tensor._wrap(z_g)
+        # the batches arrive as arrays of the active backend; as_tensor wraps them without a copy
+        real, z_d, z_g = sg.as_tensor(real), sg.as_tensor(z_d), sg.as_tensor(z_g)
         with sg.no_grad():
             fake = self.G(z_d)
         mark(PHASES[0])
@@ -203,28 +220,44 @@ class TorchGraphGAN(TorchGAN):
         self.graph.replay()
 
 
-# --------------------------------------------------------------------------- the allocator
+# --------------------------------------------------------------------------- the environment
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def pin_malloc_thresholds() -> bool:
-    """Stop glibc from handing large blocks back to the kernel between steps.
+def thread_settings() -> str:
+    """How many BLAS/OpenMP threads the run was given, as the results should report it.
 
-    By default glibc serves blocks above a *dynamic* threshold with mmap and
-    returns them with munmap; the threshold moves with the history of frees,
-    so the same step can take 0 or 2,000 page faults (several ms of system
-    time at B=64) depending on which variant happened to run first in the
-    process. Fixing the thresholds makes every variant (PyTorch included) run
-    from a warm heap, whatever the order. Returns False where this is not
-    glibc (the figures are then order-dependent; the benchmark says so).
+    The benchmarks set nothing themselves; this only says whether the caller did.
     """
-    import ctypes  # noqa: PLC0415
+    given = [f"{name}={os.environ[name]}" for name in THREAD_VARIABLES if name in os.environ]
+    if not given:
+        return "threads: library defaults"
+    single = all(os.environ[name].strip() == "1" for name in THREAD_VARIABLES if name in os.environ)
+    return "threads: " + " ".join(given) + (" (single-threaded run)" if single else "")
 
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h; 32 MB is glibc's largest mmap threshold
-    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+
+WARM_HEAP_ENV = "SCRATCHGAN_BENCH_WARM_HEAP"  # inherited by the memory workers
+
+
+def heap_setting(warm: bool = False) -> str:
+    """Apply ``--warm-heap`` (in this process and, through the environment, in its workers) and describe it.
+
+    By default nothing is tuned: every variant runs as a script that uses the
+    public API runs. With ``--warm-heap`` the whole process (every variant,
+    PyTorch's too) runs as the ``scratchgan`` command runs its training:
+    after :func:`scratchgan.process.keep_heap_warm`, which the command calls
+    and the library never does on import.
+    """
+    if warm:
+        os.environ[WARM_HEAP_ENV] = "1"
+    if os.environ.get(WARM_HEAP_ENV) != "1":
+        return "heap: glibc defaults (as a script using the public API)"
+    from scratchgan.process import keep_heap_warm  # noqa: PLC0415
+
+    applied = keep_heap_warm()
+    return "heap: warm (scratchgan.process.keep_heap_warm, as the scratchgan command)" if applied else \
+        "heap: --warm-heap asked, but this is not glibc (nothing changed)"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -330,6 +363,11 @@ def _ratio_cell(row, key, suffix="") -> str:
     return f"{row[key]:.2f}{suffix} ({q1:.2f}-{q3:.2f})"
 
 
+def _faults_cell(row, variants) -> str:
+    """Median minor page faults per step of each variant, ``a / b / c`` (``-`` where not measured)."""
+    return " / ".join(f"{row[f'faults_{v}']:.0f}" if f"faults_{v}" in row else "-" for v in variants)
+
+
 def _peak_rss_mb(variant, batch, steps, backend_name) -> float | None:
     """Peak resident memory of a fresh process that runs ``steps`` steps of one variant."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--batch-sizes", str(batch),
@@ -371,12 +409,14 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=30, help="steps for the peak-memory workers")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--warm-heap", action="store_true",
+                        help="run every variant as the scratchgan command runs (scratchgan.process.keep_heap_warm)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    heap = heap_setting(args.warm_heap)
 
     sg.set_backend(args.backend)
     use_gpu = args.backend == "cupy"
-    pinned = pin_malloc_thresholds()
     if args.worker:
         return _worker(args.worker, args.batch_sizes[0], args.steps, use_gpu)
     batch_sizes = args.batch_sizes or ([64, 256, 1024, 4096] if use_gpu else [64, 256, 1024])
@@ -396,9 +436,7 @@ def main(argv=None):
     worst = check_same_update()
     print(f"check: scratchgan and hand-written updates agree in float64 (max difference {worst:.2e} x lr)")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; "
-          f"numpy {np.__version__}; torch {torch_version}; backend {args.backend}")
-    if not pinned:
-        print("note: not glibc; malloc thresholds not pinned, so page faults may differ with the variants' order")
+          f"numpy {np.__version__}; torch {torch_version}; backend {args.backend}; {thread_settings()}; {heap}")
 
     results = []
     for batch in batch_sizes:
@@ -446,7 +484,7 @@ def main(argv=None):
                   + f" | {_ratio_cell(r, 'vs_torch', 'x')} | {_ratio_cell(r, 'graph_vs_torch_graph', 'x')} |")
     else:
         header = ("| B | scratchgan steps/s | handwritten steps/s | torch steps/s | vs torch (quartiles) "
-                  "| vs handwritten (quartiles) |")
+                  "| vs handwritten (quartiles) | page faults/step (sg / hand / torch) |")
         if not args.no_memory:
             header += " peak RSS MB (sg / hand / torch) |"
         print(header)
@@ -454,14 +492,15 @@ def main(argv=None):
         for r in results:
             line = (f"| {r['batch']} | {r['scratchgan']:.1f} | {r['handwritten']:.1f} | "
                     f"{r.get('torch', float('nan')):.1f} | {_ratio_cell(r, 'vs_torch', 'x')} | "
-                    f"{_ratio_cell(r, 'vs_handwritten')} |")
+                    f"{_ratio_cell(r, 'vs_handwritten')} | {_faults_cell(r, ('scratchgan', 'handwritten', 'torch'))} |")
             if not args.no_memory:
                 rss = [r.get(f"rss_{v}") for v in ("scratchgan", "handwritten", "torch")]
                 line += " " + " / ".join("-" if x is None else f"{x:.0f}" for x in rss) + " |"
             print(line)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"backend": args.backend, "torch": torch_version, "numpy": np.__version__, "rows": results}, f, indent=1)
+            json.dump({"backend": args.backend, "torch": torch_version, "numpy": np.__version__,
+                       "threads": thread_settings(), "heap": heap, "rows": results}, f, indent=1)
 
 
 if __name__ == "__main__":

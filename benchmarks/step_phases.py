@@ -6,10 +6,14 @@ Adam, the G step's forwards and loss, G's gradients, G's Adam). This script
 times the gaps between marks over many steps, alternating the two variants,
 and prints the median of each phase in milliseconds and the difference.
 
+No process-wide tuning is applied (malloc, thread counts: as a user's program
+gets them). The single-threaded variant below is the caller's choice, and the
+output's first line says which thread settings the run had.
+
 Usage::
 
     python benchmarks/step_phases.py --batch 64
-    OPENBLAS_NUM_THREADS=1 python benchmarks/step_phases.py --batch 64    # steadier
+    OPENBLAS_NUM_THREADS=1 python benchmarks/step_phases.py --batch 64    # single-threaded variant (steadier)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gan_step import ScratchganGAN, pin_malloc_thresholds  # noqa: E402
+from gan_step import ScratchganGAN, thread_settings  # noqa: E402
 from handwritten import D_SIZES, G_SIZES, PHASES, HandwrittenGAN, init_params  # noqa: E402
 
 
@@ -53,7 +57,6 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=30, help="alternations of the two variants")
     parser.add_argument("--steps", type=int, default=50, help="steps per variant and alternation")
     args = parser.parse_args(argv)
-    pin_malloc_thresholds()
     rng = np.random.default_rng(0)
     g_params, d_params = init_params(G_SIZES, rng), init_params(D_SIZES, rng)
     models = {"scratchgan": ScratchganGAN(g_params, d_params), "handwritten": HandwrittenGAN(g_params, d_params)}
@@ -68,7 +71,7 @@ def main(argv=None):
                 clock.start()
                 model.step(*inputs, mark=clock)
     ours, floor = clocks["scratchgan"].medians_ms(), clocks["handwritten"].medians_ms()
-    print(f"batch {args.batch}, median ms per phase")
+    print(f"batch {args.batch}, median ms per phase; {thread_settings()}")
     print(f"{'phase':22s} {'scratchgan':>10s} {'hand':>8s} {'diff':>8s}")
     for phase in PHASES:
         print(f"{phase:22s} {ours[phase]:10.3f} {floor[phase]:8.3f} {ours[phase] - floor[phase]:+8.3f}")

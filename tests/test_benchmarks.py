@@ -4,11 +4,14 @@
 (the floor). These tests check that the two compute the same thing, so that the
 benchmark compares equal work: the gradients directly (Adam's update is nearly
 blind to a gradient's scale, so comparing updates alone would miss a wrong 1/N),
-the benchmark's own update check, and a short run of the script itself.
+the benchmark's own update check, and a short run of the script itself; and
+that the benchmark scripts use scratchgan as a user can, through public names only.
 """
 
 from __future__ import annotations
 
+import ast
+import glob
 import json
 import os
 import subprocess
@@ -100,7 +103,7 @@ def test_quartiles_of_the_per_repetition_ratios():
 
 
 def test_benchmark_script_runs_and_writes_its_table(tmp_path):
-    # a separate process: the script pins glibc's malloc thresholds for its whole process
+    # a separate process: the script as a user runs it, from the command line
     out = tmp_path / "perf.json"
     args = ["--batch-sizes", "8", "--repeats", "2", "--seconds", "0.01", "--no-memory", "--json", str(out)]
     done = subprocess.run([sys.executable, gan_step.__file__, *args], capture_output=True, text=True, timeout=300)
@@ -111,6 +114,7 @@ def test_benchmark_script_runs_and_writes_its_table(tmp_path):
     assert [r["batch"] for r in rows] == [8]
     row = rows[0]
     assert row["scratchgan"] > 0 and row["handwritten"] > 0
+    assert row["faults_scratchgan"] >= 0 and "page faults/step" in printed
     q1, q3 = row["vs_handwritten_quartiles"]
     assert q1 <= row["vs_handwritten"] <= q3
 
@@ -130,3 +134,162 @@ def test_step_phases_script_times_every_phase():
     assert done.returncode == 0, done.stderr
     for phase in hw.PHASES:  # every mark was reached in both steps
         assert phase in done.stdout
+
+
+# --------------------------------------------------------------------------- public API only
+
+BENCHMARKS = os.path.dirname(gan_step.__file__)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _root_name(node):
+    """The name an expression like ``a.b(c)[d].e`` starts from, or None."""
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _own_private_names(trees) -> set:
+    """The underscore names the benchmark scripts define themselves (functions, classes, globals, ``self._x``)."""
+    own = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Store):
+                own.add(node.id if isinstance(node, ast.Name) else node.attr)
+    return {n for n in own if _private(n)}
+
+
+def private_scratchgan_uses(source: str, own_private=frozenset()) -> list[str]:
+    """Where ``source`` reaches a private scratchgan name, as ``line: text`` entries.
+
+    Flags imports of underscore names from scratchgan or of its underscore
+    modules; ``x._y`` (or ``getattr(x, "_y")``) where ``x`` starts from a name
+    bound to scratchgan; and ``x._y`` on anything else unless the benchmark
+    scripts define ``_y`` themselves (``own_private``): an object a scratchgan
+    call returned (a tensor, a module, an optimizer) has no other private names.
+    """
+    tree = ast.parse(source)
+    bound, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "scratchgan":
+                    bound.add(alias.asname or "scratchgan")
+                    if any(_private(part) for part in alias.name.split(".")):
+                        found.append(f"{node.lineno}: import {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "scratchgan":
+            if any(_private(part) for part in node.module.split(".")):
+                found.append(f"{node.lineno}: from {node.module} import ...")
+            for alias in node.names:
+                bound.add(alias.asname or alias.name)
+                if _private(alias.name):
+                    found.append(f"{node.lineno}: from {node.module} import {alias.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            obj, attr = node.value, node.attr
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+            obj, attr = node.args[0], node.args[1].value
+        else:
+            continue
+        if _private(attr) and (_root_name(obj) in bound or attr not in own_private):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_private_name_check_sees_what_it_should():
+    assert private_scratchgan_uses("import scratchgan as sg\nt = sg.Tensor._wrap(a)\n")
+    assert private_scratchgan_uses("from scratchgan import tensor\nt = tensor._to_array(a, None)\n")
+    assert private_scratchgan_uses("from scratchgan.tensor import _to_array\n")
+    assert private_scratchgan_uses("from scratchgan._impl import thing\n")
+    assert private_scratchgan_uses("import scratchgan._impl\n")
+    assert private_scratchgan_uses("import scratchgan as sg\nx = getattr(sg.Tensor, '_wrap')\n")
+    assert private_scratchgan_uses("import scratchgan as sg\nt = sg.zeros(2)\nprint(t._parents)\n")
+    # a name the benchmark code defines itself is its own business, unless reached through scratchgan
+    assert not private_scratchgan_uses("class C:\n    def f(self):\n        self._last = 0\n", {"_last"})
+    assert private_scratchgan_uses("import scratchgan as sg\nsg.nn._last\n", {"_last"})
+    assert not private_scratchgan_uses("import scratchgan as sg\nt = sg.as_tensor(a)\nsg.__version__\n")
+
+
+def test_benchmark_scripts_use_only_public_scratchgan_names():
+    scripts = sorted(glob.glob(os.path.join(BENCHMARKS, "*.py")))
+    assert os.path.join(BENCHMARKS, "gan_step.py") in scripts
+    sources = {os.path.basename(p): open(p, encoding="utf-8").read() for p in scripts}
+    own = _own_private_names(ast.parse(src) for src in sources.values())
+    found = {name: hits for name, src in sources.items() if (hits := private_scratchgan_uses(src, own))}
+    assert not found, f"benchmark scripts use private scratchgan names: {found}"
+
+
+# --------------------------------------------------------------------------- the DCGAN step (dcgan_step.py)
+
+import dcgan_step  # noqa: E402
+
+
+def test_dcgan_update_check_passes_and_would_see_a_wrong_lr_or_gradient_scale(monkeypatch):
+    pytest.importorskip("torch")
+    worst = dcgan_step.check_same_update()
+    assert worst["grad"] < dcgan_step.GRAD_TOLERANCE and worst["update"] < dcgan_step.UPDATE_TOLERANCE
+    assert worst["running"] < dcgan_step.GRAD_TOLERANCE
+    original_init, original_step = dcgan_step.TorchDCGAN.__init__, dcgan_step.TorchDCGAN.step
+
+    # a learning rate 1% off moves the update by ~1e-2 lr
+    def lr_off_by_one_percent(self, state, device="cpu", dtype="float32", lr=dcgan_step.LR):
+        original_init(self, state, device=device, dtype=dtype, lr=lr * 1.01)
+
+    monkeypatch.setattr(dcgan_step.TorchDCGAN, "__init__", lr_off_by_one_percent)
+    with pytest.raises(SystemExit, match="disagree.*update"):
+        dcgan_step.check_same_update(steps=1)
+    monkeypatch.setattr(dcgan_step.TorchDCGAN, "__init__", original_init)
+
+    # a loss twice too large: Adam's update barely moves, the gradient comparison sees it
+    def doubled_loss(self, real, z_d, z_g, mark=dcgan_step.no_mark):
+        bce = self.bce
+        self.bce = lambda x, t: 2 * bce(x, t)
+        try:
+            original_step(self, real, z_d, z_g, mark=mark)
+        finally:
+            self.bce = bce
+
+    monkeypatch.setattr(dcgan_step.TorchDCGAN, "step", doubled_loss)
+    with pytest.raises(SystemExit, match="disagree.*grad"):
+        dcgan_step.check_same_update(steps=1)
+
+
+def test_dcgan_floor_has_the_step_products():
+    # D's second conv at B = 2: columns (2·7·7, 4·4·64) times the weight (1024, 128), three forwards
+    shapes = {what: (m, k, n, count) for what, m, k, n, count in dcgan_step.gemm_shapes(2)}
+    assert shapes["D Conv2 fwd (cols @ W)"] == (98, 1024, 128, 3)
+    assert dcgan_step.gemm_flops(4) == 2 * dcgan_step.gemm_flops(2)  # every product is linear in the batch
+    floor = dcgan_step.MatmulFloor(2, np)
+    floor.step()
+    assert len(floor.products) == len(dcgan_step.gemm_shapes(2))
+
+
+def test_dcgan_benchmark_script_runs_and_writes_its_table(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "dcgan.json"
+    args = ["--batch-sizes", "4", "--repeats", "1", "--seconds", "0.01", "--no-memory", "--json", str(out)]
+    done = subprocess.run([sys.executable, dcgan_step.__file__, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout
+    assert "check: scratchgan and PyTorch DCGAN updates agree" in printed and "| 4 |" in printed
+    assert "threads in use: numpy BLAS" in printed and "page faults/step" in printed
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["batch"] == 4 and row["scratchgan"] > 0 and row["torch"] > 0 and row["floor"] > 0
+    for key in ("vs_torch", "vs_floor"):
+        q1, q3 = row[f"{key}_quartiles"]
+        assert q1 <= row[key] <= q3
+
+
+def test_dcgan_profile_says_where_the_time_goes():
+    args = ["--profile", "--batch-sizes", "4", "--steps", "2", "--no-check", "--top", "5"]
+    done = subprocess.run([sys.executable, dcgan_step.__file__, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for text in ("GEMMs (backend.matmul)", "im2col / col2im", "by tottime", "by cumulative", *hw.PHASES):
+        assert text in done.stdout
