@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 # submodules imported on first attribute access (they pull in scipy, matplotlib or the data loaders)
 _LAZY_SUBMODULES = (
     "checkpoint", "classifier", "cli", "config", "cuda_graph", "data", "image_eval", "metrics", "models", "plots",
-    "process", "runlog", "train", "validate",
+    "process", "runlog", "testing", "train", "validate",
 )
 
 

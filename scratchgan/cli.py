@@ -183,7 +183,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scratchgan", description="GANs from scratch on a NumPy/CuPy autograd engine.")
     parser.add_argument("--version", action="version", version=f"scratchgan {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,check-loss}", parser_class=_Parser)
     train = sub.add_parser("train", help="train a GAN (no options: grid25, about a minute on 2 cores)",
                            description="Train a GAN. With no options: the grid25 toy benchmark; with --data "
                                        "mnist, fashion-mnist, mnist5k or digits: a DCGAN (the image recipe).")
@@ -198,6 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a trained run and print JSON")
     ev.add_argument("--run", type=Path, required=True, help="the run folder")
     ev.add_argument("-n", type=_at_least(1), default=None, help="number of samples (default: the run's eval_samples)")
+    check = sub.add_parser(
+        "check-loss", help="check your own GAN loss or gradient penalty with scratchgan.testing's properties",
+        description="Import FILE.py:NAME and check it with scratchgan.testing: a discriminator loss "
+                    "NAME(real_logits, fake_logits) (--kind loss, with --g a generator loss in the same file) or a "
+                    "gradient penalty NAME(critic, real, fake) (--kind penalty). Prints each property (held, "
+                    "failed with hypothesis's shrunk counterexample, or information such as saturation); "
+                    "exit status 1 when one fails. Needs hypothesis (pip install \"scratchgan[test]\"); "
+                    "see docs/testing.md.")
+    check.add_argument("target", metavar="FILE.py:NAME", help="the file and the function's name in it")
+    check.add_argument("--g", metavar="NAME", default=None,
+                       help="a generator loss NAME(fake_logits) (or NAME(fake_logits, real_logits)) in the same file")
+    check.add_argument("--kind", choices=("loss", "penalty"), default="loss", help="default %(default)s")
+    check.add_argument("--max-examples", type=_at_least(1), default=None,
+                       help="examples per property (default: 30 for a loss, 20 for a penalty)")
     return parser
 
 
@@ -340,6 +354,47 @@ def _eval(args) -> int:
     return 0
 
 
+def _load_function(path: Path, name: str, option: str):
+    """Import ``path`` as a module (without touching sys.modules) and return its callable ``name``."""
+    import importlib.util  # noqa: PLC0415
+
+    if not path.is_file():
+        raise _UsageError(f"argument {option}: no such file: {path}")
+    spec = importlib.util.spec_from_file_location(f"_scratchgan_check_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's file: report it in one line
+        raise RuntimeError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        raise _UsageError(f"argument {option}: {path} has no function {name!r} (it has: {', '.join(found) or 'none'})")
+    return fn
+
+
+def _check_loss(args) -> int:
+    try:
+        from . import testing  # noqa: PLC0415 - needs hypothesis
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from None
+    file, sep, name = args.target.rpartition(":")
+    if not sep or not file or not name:
+        raise _UsageError(f"argument FILE.py:NAME: expected a file and a function name such as losses.py:d_loss, "
+                          f"got {args.target!r}")
+    path = Path(file)
+    fn = _load_function(path, name, "FILE.py:NAME")
+    if args.kind == "penalty":
+        if args.g is not None:
+            raise _UsageError("argument --g: a generator loss goes with --kind loss, not --kind penalty")
+        report = testing.check_penalty(fn, max_examples=args.max_examples or 20, raise_on_failure=False)
+    else:
+        g = _load_function(path, args.g, "--g") if args.g is not None else None
+        report = testing.check_gan_loss(fn, g, max_examples=args.max_examples or 30, raise_on_failure=False)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -354,7 +409,7 @@ def main(argv=None) -> int:
 
     keep_heap_warm()  # this command owns its process (see scratchgan/process.py); the library never does this
     try:
-        return {"train": _train, "sample": _sample, "eval": _eval}[args.command](args)
+        return {"train": _train, "sample": _sample, "eval": _eval, "check-loss": _check_loss}[args.command](args)
     except _UsageError as exc:
         prog = f"{parser.prog} {args.command}"
         print(_usage_line(prog, str(exc)), end="", file=sys.stderr)

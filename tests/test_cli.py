@@ -178,3 +178,80 @@ def test_recipe_filled_options_default_to_the_recipe():
     assert (args.arch, args.z_dim, args.batch_size, args.steps, args.ema_decay) == (None, None, None, None, None)
     args = build_parser().parse_args(["train", "--arch", "mlp", "--z-dim", "7"])
     assert (args.arch, args.z_dim) == ("mlp", 7)
+
+
+# --------------------------------------------------------------------------- check-loss
+
+USER_LOSSES = '''
+import scratchgan as sg
+
+
+def d_loss(real_logits, fake_logits):
+    return sg.ops.softplus(-real_logits).mean() + sg.ops.softplus(fake_logits).mean()
+
+
+def g_naive(fake_logits):
+    return -sg.ops.log(sg.ops.sigmoid(fake_logits)).mean()
+
+
+def g_minimax(fake_logits):
+    return -sg.ops.softplus(fake_logits).mean()
+
+
+def gp_whole_batch(critic, real, fake):
+    a = sg.rand(real.shape[0], 1, dtype="float64")
+    x = (real * a + fake * (1.0 - a)).detach().requires_grad_(True)
+    (g,) = sg.grad(critic(x).sum(), x, create_graph=True)
+    return (sg.ops.sqrt((g * g).sum() + 1e-12) - 1.0) ** 2 * 10.0
+
+
+def r1(critic, real, fake):
+    return sg.losses.r1_penalty(critic, real, 1.0)
+'''
+
+
+def test_check_loss_reports_each_property(capsys, tmp_path):
+    path = tmp_path / "my_losses.py"
+    path.write_text(USER_LOSSES)
+    code, out, err = run_cli(capsys, "check-loss", f"{path}:d_loss", "--g", "g_minimax", "--max-examples", "10")
+    assert code == 0, out + err
+    assert "HELD    optimal_discriminator" in out and "INFO    generator_saturation" in out
+    assert "SATURATES" in out and "all properties held" in out
+    code, out, err = run_cli(capsys, "check-loss", f"{path}:r1", "--kind", "penalty", "--max-examples", "5")
+    assert code == 0, out + err
+    assert "HELD    per_sample_independence" in out and "HELD    critic_weight_gradient" in out
+
+
+def test_check_loss_exits_1_on_a_broken_loss(capsys, tmp_path):
+    path = tmp_path / "my_losses.py"
+    path.write_text(USER_LOSSES)
+    code, out, _ = run_cli(capsys, "check-loss", f"{path}:d_loss", "--g", "g_naive")
+    assert code == 1
+    assert "FAILED  finite_at_extreme_logits[float64]: g_loss(fake_logits) is inf in float64" in out
+    assert "counterexample (shrunk by hypothesis): real_logits=array([0.]), fake_logits=array([-10000.])" in out
+    code, out, _ = run_cli(capsys, "check-loss", f"{path}:gp_whole_batch", "--kind", "penalty",
+                           "--max-examples", "10")
+    assert code == 1 and "FAILED  per_sample_independence" in out
+
+
+@pytest.mark.parametrize("target, extra, fragment", [
+    ("{path}:nope", [], "has no function 'nope' (it has: d_loss, g_minimax, g_naive, gp_whole_batch, r1)"),
+    ("{missing}:d_loss", [], "no such file"),
+    ("{path}", [], "expected a file and a function name"),
+    ("{path}:d_loss", ["--g", "nope"], "argument --g:"),
+    ("{path}:r1", ["--kind", "penalty", "--g", "g_naive"], "argument --g: a generator loss goes with --kind loss"),
+])
+def test_check_loss_bad_arguments_are_one_line(capsys, tmp_path, target, extra, fragment):
+    path = tmp_path / "my_losses.py"
+    path.write_text(USER_LOSSES)
+    code, _, err = run_cli(capsys, "check-loss", target.format(path=path, missing=tmp_path / "missing.py"), *extra)
+    assert code == 2 and fragment in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_loss_file_that_fails_to_import_is_one_line(capsys, tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("import no_such_module_anywhere\n")
+    code, _, err = run_cli(capsys, "check-loss", f"{path}:d_loss")
+    assert code == 1 and "importing" in err and "ModuleNotFoundError" in err
+    assert len(err.strip().splitlines()) == 1
