@@ -75,7 +75,7 @@ IMAGE_DATA = tuple(name for name in DATASETS if name not in TOY_DATA)
 #: that fits 20 minutes on two CPU cores, evaluation included. The optimiser is the loss's paper recipe
 #: (for ns, DCGAN's Adam 2e-4, betas 0.5/0.999). When the image sides do not divide by 4 the architecture
 #: falls back to the MLP (see :func:`resolve`).
-IMAGE_RECIPE = dict(arch="dcgan", z_dim=100, batch_size=64, steps=2500, ema_decay=0.0, r1=0.0, lr_decay="none")
+IMAGE_RECIPE = dict(arch="dcgan", z_dim=100, batch_size=64, steps=4500, ema_decay=0.0, r1=0.0, lr_decay="none")
 
 RECIPES = ("auto", "paper", "toy", "image")
 LR_DECAYS = ("none", "linear")
