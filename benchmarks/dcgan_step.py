@@ -480,10 +480,10 @@ def _family(func) -> str:
     if rel == "backend.py" and name == "matmul":
         return "GEMMs (backend.matmul)"
     if rel == "ops/conv.py":
-        if name == "_transpose_columns":
-            return "GEMMs (stacked: ConvTranspose2d fwd, conv2d input grads)"
-        if name in ("_im2col", "_col2im"):
-            return "im2col / col2im"
+        if name == "_transpose_conv_nhwc":
+            return "transposed conv (ConvTranspose2d fwd, conv2d input grads): its GEMM + col2im"
+        if name == "_im2col":
+            return "im2col"
         return "conv ops: the rest (weight reshapes, checks)"
     if rel == "optim.py":
         return "Adam"

@@ -49,7 +49,7 @@ TRANSPOSE_CASES = [
     ((1, 2, 2, 2), (2, 1, 1, 1), 1, 0, 0),
     ((2, 1, 5, 3), (1, 2, 2, 3), (1, 2), 2, (0, 1)),  # output_padding larger than the padding
     ((1, 2, 4, 4), (2, 2, 5, 5), 2, 2, 1),
-    ((2, 9, 3, 2), (9, 10, 4, 3), 2, (1, 0), 1),  # output channels >= 8: the stacked product
+    ((2, 9, 3, 2), (9, 10, 4, 3), 2, (1, 0), 1),  # many output channels
 ]
 
 
@@ -86,6 +86,23 @@ def test_conv_transpose2d_forward_equals_direct_loop(case, bias):
                       (x_shape[3] - 1) * sw - 2 * pw + w_shape[3] + qw)
     assert y.shape == expected_shape
     expected = conv_transpose2d_loop(x, w, b if bias else None, stride, padding, output_padding)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("samples_per_chunk", [1, 2])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES)
+def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(case, samples_per_chunk, monkeypatch):
+    """On the CPU the batch runs in chunks (one or two samples at a time here): the same values."""
+    from scratchgan.ops import conv
+
+    x_shape, w_shape, stride, padding, output_padding = case
+    per_sample = x_shape[2] * x_shape[3] * w_shape[1] * w_shape[2] * w_shape[3]  # column-buffer elements
+    monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", samples_per_chunk * per_sample)
+    x_shape = (5,) + x_shape[1:]  # a batch that does not divide into equal chunks
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y = ops.conv_transpose2d(f64(x), f64(w), stride=stride, padding=padding, output_padding=output_padding)
+    expected = conv_transpose2d_loop(x, w, None, stride, padding, output_padding)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
