@@ -22,19 +22,24 @@ __version__ = "0.1.0"
 
 # submodules imported on first attribute access (they pull in scipy, matplotlib or the data loaders)
 _LAZY_SUBMODULES = (
-    "checkpoint", "classifier", "cli", "config", "cuda_graph", "data", "image_eval", "metrics", "models", "plots",
-    "process", "runlog", "testing", "train", "validate",
+    "checkpoint", "classifier", "cli", "config", "cuda_graph", "data", "distributed", "image_eval", "metrics", "models",
+    "plots",
+    "process", "profiler", "runlog", "testing", "train", "validate", "viz",
 )
+# names of a lazy submodule's function: ``sg.profile()`` is ``scratchgan.profiler.profile()``
+_LAZY_FUNCTIONS = {"profile": "profiler"}
 
 
 def __getattr__(name):
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(f".{_LAZY_FUNCTIONS[name]}", __name__), name)
     raise AttributeError(f"module 'scratchgan' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES) | set(_LAZY_FUNCTIONS))
 
 
 __all__ = [

@@ -30,6 +30,16 @@ and lists nodes parents-first. The engine walks that list backwards, so every
 node has received all its gradient contributions (which add up) before its
 rule runs. Broadcasting is undone centrally in :func:`_unbroadcast`: a rule
 may return a gradient of the broadcast shape and never deals with it.
+
+Watching it
+-----------
+The study tools hook in here, at no cost when they are off: ``make_result``
+reads one switch, ``_mode.watch``, as it read ``_mode.anomaly`` before. While
+a gradient's graph is recorded (``create_graph=True``) its nodes get their
+parents as a :class:`GradGraphParents` tuple, the mark :mod:`scratchgan.viz`
+draws; while an observer is set (:mod:`scratchgan.profiler`,
+``scratchgan.viz.capture``) it is told of every op, of each backward pass
+and of each rule it runs.
 """
 
 from __future__ import annotations
@@ -42,13 +52,36 @@ from . import backend
 from .tensor import Tensor
 
 class _Mode:
-    """Global switches: is the graph recorded, is anomaly detection on."""
+    """Global switches: is the graph recorded, is anomaly detection on, who watches the ops.
+
+    ``watch`` is true while any of the last three is on: it is the one switch
+    :func:`make_result` reads, so ops pay nothing for the study tools
+    (``grad_graph``, ``observer``) when those are off.
+    """
 
     grad_enabled = True
     anomaly = False
+    grad_graph = False  # run_backward is recording a gradient's graph (create_graph=True)
+    observer = None  # scratchgan.profiler's or scratchgan.viz's hooks while one is on
+    watch = False
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "watch", bool(self.anomaly or self.grad_graph or self.observer is not None))
 
 
 _mode = _Mode()
+
+
+class GradGraphParents(tuple):
+    """The ``_parents`` of a node recorded while a gradient's graph is built (``create_graph=True``).
+
+    A tuple like any other; its type is the mark by which :mod:`scratchgan.viz`
+    draws the double-backprop part of a graph apart and :mod:`scratchgan.profiler`
+    names the backward of such a node. It lives exactly as long as the node's links.
+    """
+
+    __slots__ = ()
 
 
 # --------------------------------------------------------------------------- grad mode
@@ -174,9 +207,19 @@ def make_result(data, parents: tuple, rule, ctx=None) -> Tensor:
     else:
         out._parents = ()
         out._backward = None
-    if _mode.anomaly:
-        _check_finite(data, f"op '{op_name(rule)}' (forward)")
+    if _mode.watch:
+        _watch(out, parents, rule)
     return out
+
+
+def _watch(out: Tensor, parents: tuple, rule) -> None:
+    """The slow path of :func:`make_result`, taken only while anomaly mode, create_graph or an observer is on."""
+    if _mode.grad_graph and out.requires_grad:
+        out._parents = GradGraphParents(parents)
+    if _mode.anomaly:
+        _check_finite(out.data, f"op '{op_name(rule)}' (forward)")
+    if _mode.observer is not None:
+        _mode.observer.on_op(out, parents, rule)
 
 
 def as_operand(value, like: Tensor, op: str) -> Tensor:
@@ -343,9 +386,12 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
 
     results: dict[int, Tensor] = {}
     handed: set[int] = set()  # arrays already given to a leaf: never give one twice
-    saved_mode = _mode.grad_enabled
+    observer = _mode.observer
+    if observer is not None:  # before anything is freed: viz.capture draws the graph here
+        observer.backward_begin(roots, create_graph)
+    saved_mode, saved_grad_graph = _mode.grad_enabled, _mode.grad_graph
     anomaly = _mode.anomaly
-    _mode.grad_enabled = create_graph
+    _mode.grad_enabled = _mode.grad_graph = create_graph
     _mode.anomaly = False  # a rule's inner ops are checked below, under the name of the op being differentiated
     try:
         for node in reversed(order):
@@ -374,7 +420,10 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                 needs = tuple([p.requires_grad for p in parents])
             else:
                 needs = tuple([p.requires_grad and id(p) in needed for p in parents])
-            parent_grads = rule(g, node, needs)
+            if observer is None:
+                parent_grads = rule(g, node, needs)
+            else:  # the profiler times the rule
+                parent_grads = observer.run_rule(rule, g, node, needs, create_graph)
             for parent, pg, need in zip(parents, parent_grads, needs):
                 if not need or pg is None:
                     continue
@@ -394,8 +443,10 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                 node._parents = ()
                 node._backward = _freed_backward
     finally:
-        _mode.grad_enabled = saved_mode
+        _mode.grad_enabled, _mode.grad_graph = saved_mode, saved_grad_graph
         _mode.anomaly = anomaly
+        if observer is not None:
+            observer.backward_end()
 
     if inputs is None:
         return None
