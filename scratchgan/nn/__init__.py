@@ -38,15 +38,16 @@ from .layers import (
     BatchNorm1d, BatchNorm2d, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, ReLU, Sequential,
     Sigmoid, Tanh, Unflatten, mlp,
 )
-from .loss import BCELoss, BCEWithLogitsLoss, MSELoss
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import LINEAR_INITS, IncompatibleKeys, Module, Parameter
+from . import utils  # nn.utils.spectral_norm, as torch.nn.utils
 
 
 __all__ = [
-    "BCELoss", "BCEWithLogitsLoss", "MSELoss",
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss",
     "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Flatten", "Unflatten",
     "BatchNorm1d", "Dropout", "Embedding", "Identity", "IncompatibleKeys", "LINEAR_INITS", "LayerNorm", "LeakyReLU", "Linear",
     "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "calculate_fans", "calculate_gain", "constant_",
     "dcgan_init_", "kaiming_normal_", "kaiming_uniform_", "mlp", "normal_", "ones_", "pytorch_linear_init_",
-    "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_",
+    "uniform_", "utils", "xavier_normal_", "xavier_uniform_", "zeros_",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 
 from .. import losses
-from ._checks import PropertyFailed, check_gan_loss, check_penalty
+from ._checks import PropertyFailed, _name, check_gan_loss, check_penalty
 
 __all__ = ["CHECKS", "run_all"]
 
@@ -20,10 +20,24 @@ GP_WEIGHT = 10.0
 R_WEIGHT = 2.0
 
 
+def _common_prefix(fn):
+    """``fn(a, b)`` on the first ``min(len(a), len(b))`` logits of each: RSGAN pairs logits index by index, and the
+    kit draws the two batches' sizes independently (the dropped logits get a zero gradient, which is right)."""
+    def paired(a, b):
+        n = min(a.shape[0], b.shape[0])
+        return fn(a[:n], b[:n])
+
+    paired.__name__ = f"{_name(fn)}[paired prefix]"
+    return paired
+
+
 def _gan_loss(kind):
     def run(max_examples=30):
-        report = check_gan_loss(functools.partial(losses.d_loss, kind), functools.partial(losses.g_loss, kind),
-                                max_examples=max_examples)
+        d = functools.partial(losses.d_loss, kind)
+        g = functools.partial(losses.g_loss, kind)
+        if kind == "rsgan":
+            d, g = _common_prefix(d), _common_prefix(g)
+        report = check_gan_loss(d, g, max_examples=max_examples)
         # informational, but pinned for scratchgan's own losses: only the minimax generator loss saturates
         if report.saturates != (kind == "minimax"):
             raise PropertyFailed(f"g_loss({kind!r}): saturates is {report.saturates}, expected {kind == 'minimax'}",
@@ -45,6 +59,15 @@ def _gp(one_sided):
     return run
 
 
+def _dragan(max_examples=20):
+    # with alpha=0 the points are the real samples themselves: the kit's per-sample properties hold exactly (the
+    # perturbation's scale, one std of the whole batch, couples the samples); tests/test_dragan.py checks the rest
+    def dragan(critic, real, fake):
+        return losses.dragan_penalty(critic, real, weight=GP_WEIGHT, alpha=0.0)
+
+    return check_penalty(dragan, linear_value=lambda n: GP_WEIGHT * (n - 1.0) ** 2, max_examples=max_examples)
+
+
 def _r1(max_examples=20):
     def r1(critic, real, fake):
         return losses.r1_penalty(critic, real, R_WEIGHT)
@@ -60,9 +83,10 @@ def _r2(max_examples=20):
 
 
 CHECKS = {
-    **{f"gan_loss[{kind}]": _gan_loss(kind) for kind in losses.KINDS},
+    **{f"gan_loss[{kind}]": _gan_loss(kind) for kind in losses.ALL_KINDS},
     "gradient_penalty": _gp(False),
     "gradient_penalty[one_sided]": _gp(True),
+    "dragan_penalty[unperturbed]": _dragan,
     "r1_penalty": _r1,
     "r2_penalty": _r2,
 }
