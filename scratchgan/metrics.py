@@ -1,5 +1,6 @@
 """Sample-quality metrics in NumPy/SciPy: mode coverage, Fréchet distance,
-classifier score and class coverage.
+kernel distance (KID), precision/recall/density/coverage (PRDC), classifier
+score and class coverage.
 
 Everything here works on NumPy arrays in float64 and knows nothing of the
 autograd engine; callers convert device arrays first. The exact definitions,
@@ -16,11 +17,17 @@ import numpy as np
 import scipy.linalg
 from scipy.special import xlogy
 
+from .validate import as_generator, count, positive_int
+
 __all__ = [
     "EMPTY_MODE_MASS",
     "mode_coverage",
     "feature_statistics",
     "frechet_distance",
+    "kernel_distance",
+    "prdc",
+    "KID_KERNEL_ELEMENTS",
+    "PRDC_BLOCK_ELEMENTS",
     "classifier_score",
     "class_coverage",
 ]
@@ -252,6 +259,310 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6,
     diff = mu1 - mu2
     value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean)
     return float(max(value, 0.0))
+
+
+# ---------------------------------------------------------------------------
+# Kernel distance (KID)
+# ---------------------------------------------------------------------------
+
+
+def _features_pair(who: str, a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two finite float64 feature arrays (n, d) and (m, d) with the same d."""
+    a, b = _as_2d(names[0], a), _as_2d(names[1], b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{who}: {names[0]} and {names[1]} must have the same number of columns, "
+                         f"got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError(f"{who}: features contain NaN or Inf")
+    return a, b
+
+
+#: :func:`kernel_distance` computes the three kernel matrices of the whole sets once (then sums sub-blocks)
+#: when they hold at most this many entries together (64 MB), else the kernel of each subset afresh.
+KID_KERNEL_ELEMENTS = 1 << 23
+
+
+def _cubic_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    r"""The matrix :math:`(x_i^\top y_j / d + 1)^3`, shape (len(x), len(y))."""
+    k = x @ y.T
+    k /= x.shape[1]
+    k += 1.0
+    cube = k * k
+    cube *= k
+    return cube
+
+
+def _mmd2_from_sums(xx_off: float, yy_off: float, xy: float, m: int) -> float:
+    r"""Unbiased MMD² of m + m points from the sums of their kernel values.
+
+    ``xx_off`` :math:`= \sum_{i \ne j} k(x_i, x_j)`, ``yy_off`` likewise,
+    ``xy`` :math:`= \sum_{i,j} k(x_i, y_j)` (the diagonal kept).
+    """
+    return (xx_off + yy_off) / (m * (m - 1)) - 2.0 * xy / (m * m)
+
+
+def _off_diagonal_sum(k: np.ndarray) -> float:
+    return float(k.sum() - np.trace(k))
+
+
+def kernel_distance(features_a, features_b, subsets: int = 100, subset_size: int = 1000,
+                    rng=None) -> tuple[float, float]:
+    r"""Kernel Inception Distance formula (KID, Bińkowski et al. 2018) with any features.
+
+    The kernel is the cubic polynomial kernel of the reference code,
+
+    .. math::
+
+        k(x, y) = \Big(\frac{x^\top y}{d} + 1\Big)^3,
+
+    with :math:`d` the number of features. For each of ``subsets`` subsets,
+    :math:`m` = ``subset_size`` rows :math:`x_1, \dots, x_m` of
+    ``features_a`` and :math:`m` rows :math:`y_1, \dots, y_m` of
+    ``features_b`` are drawn uniformly **without replacement** (within one
+    subset; the subsets are drawn independently of each other), and the
+    unbiased estimate of the squared maximum mean discrepancy is computed:
+
+    .. math::
+
+        \widehat{\mathrm{MMD}}^2_u = \frac{1}{m(m-1)} \sum_{i \ne j}
+            \big(k(x_i, x_j) + k(y_i, y_j)\big)
+          - \frac{2}{m^2} \sum_{i, j} k(x_i, y_j).
+
+    The cross term keeps its :math:`i = j` terms: :math:`x` and :math:`y`
+    are independent samples, so this estimate is unbiased (it is the
+    ``mmd_est="unbiased"`` branch of the authors' ``polynomial_mmd``, also
+    used by torch-fidelity's ``kid`` and clean-fid's ``kernel_distance``). It
+    can be negative; its expectation is 0 when the two distributions are
+    equal. The result is the mean and the population standard deviation
+    (``ddof=0``, as ``np.std`` in the references) of the ``subsets``
+    estimates. The standard deviation describes the spread of one subset's
+    estimate, not the error of the mean.
+
+    Subsets are drawn as ``idx_a = rng.choice(n_a, m, replace=False)`` and
+    then ``idx_b = rng.choice(n_b, m, replace=False)``, subset after subset
+    (the order of torch-fidelity), so a seed gives the same subsets every
+    time. Computed in float64. When the kernel matrices of the whole sets
+    hold at most ``KID_KERNEL_ELEMENTS`` entries together they are computed
+    once and each subset sums its sub-blocks; otherwise each subset's
+    kernels are computed afresh (the same numbers up to rounding).
+
+    Parameters
+    ----------
+    features_a, features_b : array_like, shape (n_a, d) and (n_b, d)
+        Feature vectors of the two sets (e.g. generated and real); finite.
+        :math:`\mathrm{MMD}^2` is symmetric, so the order only changes which
+        random subsets are drawn.
+    subsets : int, default 100
+        Number of subsets (the default of torch-fidelity's ``kid_subsets``
+        and of clean-fid; the authors' ``polynomial_mmd_averages`` defaults
+        to 50).
+    subset_size : int, default 1000
+        :math:`m \ge 2`. Must not exceed ``n_a`` or ``n_b``: as in the
+        authors' code and torch-fidelity, too few samples is an error, not a
+        silent change of ``subset_size`` (clean-fid clips it to
+        ``min(n_a, n_b)``; pass that value yourself to get its behaviour).
+        The mean's expectation does not depend on :math:`m`, its spread does.
+    rng : numpy.random.Generator, int or None
+        Where the subsets come from: a Generator, an int seed, or None for
+        scratchgan's global generator (:func:`scratchgan.manual_seed`); see
+        :func:`scratchgan.validate.as_generator`.
+
+    Returns
+    -------
+    mean : float
+        Mean of the per-subset :math:`\widehat{\mathrm{MMD}}^2_u` (what papers
+        report as KID, often multiplied by 1000).
+    std : float
+        Their population standard deviation.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-finite features, ``subsets < 1``, ``subset_size < 2``
+        or ``subset_size`` larger than either set.
+
+    References
+    ----------
+    Bińkowski, Sutherland, Arbel, Gretton, "Demystifying MMD GANs", ICLR 2018
+    (code: github.com/mbinkowski/MMD-GAN, ``gan/compute_scores.py``).
+    """
+    who = "kernel_distance"
+    a, b = _features_pair(who, features_a, features_b, ("features_a", "features_b"))
+    subsets = positive_int(subsets, "subsets", who)
+    m = count(subset_size, "subset_size", who, minimum=2)
+    if m > a.shape[0] or m > b.shape[0]:
+        raise ValueError(f"{who}: subset_size {m} is larger than the number of samples "
+                         f"(features_a: {a.shape[0]}, features_b: {b.shape[0]}); pass "
+                         f"subset_size={min(a.shape[0], b.shape[0])} or fewer")
+    gen = as_generator(rng, who)
+    n_a, n_b = a.shape[0], b.shape[0]
+    whole = n_a * n_a + n_b * n_b + n_a * n_b <= KID_KERNEL_ELEMENTS
+    if whole:  # small sets: three matrix products in all, then sums of sub-blocks (no BLAS call per subset)
+        k_aa, k_bb, k_ab = _cubic_kernel(a, a), _cubic_kernel(b, b), _cubic_kernel(a, b)
+    values = np.empty(subsets)
+    for s in range(subsets):
+        ia = gen.choice(n_a, m, replace=False)
+        ib = gen.choice(n_b, m, replace=False)
+        if whole:  # sorted indices: the same subset, a faster gather
+            ia, ib = np.sort(ia), np.sort(ib)
+            k_xx, k_yy, k_xy = k_aa[np.ix_(ia, ia)], k_bb[np.ix_(ib, ib)], k_ab[np.ix_(ia, ib)]
+        else:
+            x, y = a[ia], b[ib]
+            k_xx, k_yy, k_xy = _cubic_kernel(x, x), _cubic_kernel(y, y), _cubic_kernel(x, y)
+        values[s] = _mmd2_from_sums(_off_diagonal_sum(k_xx), _off_diagonal_sum(k_yy), float(k_xy.sum()), m)
+    return float(values.mean()), float(values.std())
+
+
+# ---------------------------------------------------------------------------
+# Precision, recall, density and coverage (PRDC)
+# ---------------------------------------------------------------------------
+
+#: Largest number of float64 distances held at once by :func:`prdc` (32 MB).
+PRDC_BLOCK_ELEMENTS = 1 << 22
+
+
+def _row_blocks(rows: int, cols: int):
+    """Slices of at most ``PRDC_BLOCK_ELEMENTS // cols`` rows (at least one) covering ``range(rows)``."""
+    step = max(1, PRDC_BLOCK_ELEMENTS // max(cols, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
+
+
+def _distances(x: np.ndarray, x_sq: np.ndarray, y: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
+    r"""Euclidean distances, shape (len(x), len(y)).
+
+    :math:`\sqrt{\max(0, \lVert x\rVert^2 - 2 x^\top y + \lVert y\rVert^2)}`, with the squared norms given.
+    """
+    d = x @ y.T
+    d *= -2.0
+    d += x_sq[:, None]
+    d += y_sq[None, :]
+    np.maximum(d, 0.0, out=d)
+    return np.sqrt(d, out=d)
+
+
+def _knn_radii(x: np.ndarray, x_sq: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each row of ``x`` to its k-th nearest other row: the (k+1)-th smallest including itself (0)."""
+    radii = np.empty(x.shape[0])
+    for rows in _row_blocks(x.shape[0], x.shape[0]):
+        d = _distances(x[rows], x_sq[rows], x, x_sq)
+        idx = np.arange(rows.start, rows.stop)
+        d[idx - rows.start, idx] = 0.0  # the distance to itself, exactly (as sklearn sets it)
+        radii[rows] = np.partition(d, k, axis=1)[:, k]
+    return radii
+
+
+def prdc(real_features, fake_features, k: int = 5) -> dict:
+    r"""Precision, recall, density and coverage (Naeem et al. 2020) of two feature sets.
+
+    With real features :math:`X_1, \dots, X_N`, fake features
+    :math:`Y_1, \dots, Y_M`, Euclidean distances, and
+    :math:`\mathrm{NND}_k(X_i)` the distance from :math:`X_i` to its k-th
+    nearest neighbour among the other real points (the (k+1)-th smallest
+    distance counting :math:`X_i` itself, as the authors' code computes it;
+    likewise :math:`\mathrm{NND}_k(Y_j)` among the fakes), and the open ball
+    :math:`B(x, r) = \{z : \lVert z - x \rVert < r\}` (strict :math:`<`):
+
+    .. math::
+
+        \text{precision} &= \frac1M \sum_{j=1}^M
+            \big[\exists i : Y_j \in B(X_i, \mathrm{NND}_k(X_i))\big], \\
+        \text{recall} &= \frac1N \sum_{i=1}^N
+            \big[\exists j : X_i \in B(Y_j, \mathrm{NND}_k(Y_j))\big], \\
+        \text{density} &= \frac{1}{kM} \sum_{j=1}^M \sum_{i=1}^N
+            \big[Y_j \in B(X_i, \mathrm{NND}_k(X_i))\big], \\
+        \text{coverage} &= \frac1N \sum_{i=1}^N
+            \big[\min_j \lVert X_i - Y_j \rVert < \mathrm{NND}_k(X_i)\big].
+
+    This is ``compute_prdc`` of the authors' package (clovaai/
+    generative-evaluation-prdc, ``prdc/prdc.py``), computed in float64 in
+    blocks of rows (at most ``PRDC_BLOCK_ELEMENTS`` distances at a time)
+    instead of full N x N, M x M and N x M matrices. Distances are
+    :math:`\sqrt{\max(0, \lVert a\rVert^2 - 2a^\top b + \lVert b\rVert^2)}`
+    as in scikit-learn's ``pairwise_distances``, with a point's distance to
+    itself set to 0, computed after subtracting the mean of the real
+    features from both sets (distances are unchanged; features far from the
+    origin lose less precision to cancellation).
+
+    Facts that help reading the values: identical sets (no duplicate rows)
+    give precision = recall = coverage = 1 and density = 1 exactly (each
+    ball holds its centre and k - 1 neighbours). Real and fake samples from
+    the same distribution give :math:`E[\text{density}] = 1` and
+    :math:`E[\text{coverage}] = 1 - \binom{N-1}{k} / \binom{N+M-1}{k}`
+    (about :math:`1 - 2^{-k}` for N = M), in any dimension; precision and
+    recall fall with the dimension (about 0.48 for N(0, I) in 1000
+    dimensions, 10,000 points each, k = 5). Density is not bounded by 1.
+    The values depend on N, M and k: compare only at the same sizes.
+
+    Parameters
+    ----------
+    real_features : array_like, shape (N, d)
+    fake_features : array_like, shape (M, d)
+        Finite; N and M at least k + 1 (each point needs k other points).
+    k : int, default 5
+        Nearest-neighbour count (the paper's recommended k = 5).
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``coverage`` (floats in [0, 1]) and
+        ``density`` (float >= 0, at most N / k).
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-finite features, ``k < 1`` or fewer than k + 1 points
+        in a set.
+
+    References
+    ----------
+    Naeem, Oh, Uh, Choi, Yoo, "Reliable Fidelity and Diversity Metrics for
+    Generative Models", ICML 2020; precision and recall of Kynkäänniemi et
+    al., NeurIPS 2019.
+    """
+    who = "prdc"
+    real, fake = _features_pair(who, real_features, fake_features, ("real_features", "fake_features"))
+    k = positive_int(k, "k", who)
+    if real.shape[0] <= k or fake.shape[0] <= k:
+        raise ValueError(f"{who}: k={k} nearest neighbours need at least {k + 1} points in each set, got "
+                         f"{real.shape[0]} real and {fake.shape[0]} fake")
+    return _prdc_against(real, [fake], k)[0]
+
+
+def _prdc_against(real: np.ndarray, fakes, k: int) -> list[dict]:
+    """:func:`prdc` of one validated real set against several fake sets, the real radii computed once."""
+    centre = real.mean(axis=0)  # distances do not move; the expansion loses less to cancellation
+    real = real - centre
+    real_sq = np.einsum("ij,ij->i", real, real)
+    real_radii = _knn_radii(real, real_sq, k)
+    out = []
+    for fake in fakes:
+        fake = fake - centre
+        fake_sq = np.einsum("ij,ij->i", fake, fake)
+        out.append(_prdc(real, real_sq, real_radii, fake, fake_sq, _knn_radii(fake, fake_sq, k), k))
+    return out
+
+
+def _prdc(real, real_sq, real_radii, fake, fake_sq, fake_radii, k: int) -> dict:
+    """PRDC from validated float64 features, their squared norms and k-NN radii (one pass over N x M)."""
+    in_some_real_ball = np.zeros(fake.shape[0], dtype=bool)
+    real_balls_holding = np.zeros(fake.shape[0], dtype=np.int64)
+    in_some_fake_ball = np.zeros(real.shape[0], dtype=bool)
+    covered = np.zeros(real.shape[0], dtype=bool)
+    for rows in _row_blocks(real.shape[0], fake.shape[0]):
+        d = _distances(real[rows], real_sq[rows], fake, fake_sq)  # (rows, M)
+        radius = real_radii[rows, None]
+        inside = d < radius
+        in_some_real_ball |= inside.any(axis=0)
+        real_balls_holding += inside.sum(axis=0)
+        in_some_fake_ball[rows] = (d < fake_radii[None, :]).any(axis=1)
+        covered[rows] = d.min(axis=1) < real_radii[rows]
+    return {
+        "precision": float(in_some_real_ball.mean()),
+        "recall": float(in_some_fake_ball.mean()),
+        "density": float(real_balls_holding.sum() / (k * fake.shape[0])),
+        "coverage": float(covered.mean()),
+    }
 
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax as scipy_log_softmax
 
-from scratchgan import classifier, image_eval
+from scratchgan import classifier, image_eval, losses, ops
 from scratchgan.data import Dataset
 from scratchgan.tensor import Tensor
 
@@ -65,8 +65,12 @@ class StubTrainer:
 
 
 def test_log_softmax_matches_scipy_and_is_stable():
+    """The classifier's loss is the log_softmax op (its private copy is gone: one definition per derivative)."""
+    assert classifier.log_softmax is ops.log_softmax
+    assert classifier.softmax_cross_entropy is losses.softmax_cross_entropy
+    assert "log_softmax" not in classifier.__all__ and "softmax_cross_entropy" not in classifier.__all__
     z = np.array([[1.0, 2.0, 3.0], [1e4, -1e4, 0.0], [-1e4, -1e4 + 1.0, -1e4 + 2.0]])
-    out = classifier.log_softmax(Tensor(z, dtype="float64")).numpy()
+    out = ops.log_softmax(Tensor(z, dtype="float64"), axis=1).numpy()
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, scipy_log_softmax(z, axis=1), rtol=1e-12, atol=1e-12)
 
@@ -76,14 +80,14 @@ def test_cross_entropy_value_and_gradient():
     z = rng.standard_normal((5, 4)) * 50.0
     y = np.array([0, 3, 1, 1, 2])
     t = Tensor(z, dtype="float64", requires_grad=True)
-    loss = classifier.softmax_cross_entropy(t, y)
+    loss = losses.softmax_cross_entropy(t, y)
     logp = scipy_log_softmax(z, axis=1)
     assert loss.item() == pytest.approx(-logp[np.arange(5), y].mean(), rel=1e-12)
     loss.backward()
     expected = (np.exp(logp) - np.eye(4)[y]) / 5
     np.testing.assert_allclose(t.grad.numpy(), expected, atol=1e-12)
     with pytest.raises(ValueError):
-        classifier.softmax_cross_entropy(t, np.array([0, 1, 2, 3, 4]))
+        losses.softmax_cross_entropy(t, np.array([0, 1, 2, 3, 4]))
 
 
 # --------------------------------------------------------------------------- training
@@ -208,7 +212,9 @@ def test_evaluate_images_on_real_images(data):
     out = image_eval.evaluate_images(StubTrainer(data, fresh_real), 300)
     assert set(out) == {"eval_samples", "classifier_test_accuracy", "classifier_score", "classifier_score_real",
                         "frechet_classifier_distance", "frechet_classifier_distance_real", "class_coverage",
-                        "class_coverage_real"}
+                        "class_coverage_real", "kernel_classifier_distance", "kernel_classifier_distance_std",
+                        "kernel_classifier_distance_real", "kernel_classifier_distance_real_std",
+                        *(f"prdc_{m}{s}" for m in ("precision", "recall", "density", "coverage") for s in ("", "_real"))}
     assert all(isinstance(v, (int, float)) for v in out.values())
     assert out["classifier_test_accuracy"] > 0.9
     assert out["classifier_score"] == pytest.approx(out["classifier_score_real"], rel=0.1)
