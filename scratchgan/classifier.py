@@ -2,7 +2,9 @@
 
 :func:`get_classifier` returns an :class:`ImageClassifier` for a dataset: an
 MLP ``H*W -> 256 -> 128 -> C`` (ReLU) trained with :class:`scratchgan.optim.Adam`
-on the dataset's training labels with the softmax cross-entropy below. Its
+on the dataset's training labels with the softmax cross-entropy
+(:func:`scratchgan.losses.softmax_cross_entropy`, on the
+:func:`scratchgan.ops.log_softmax` op). Its
 penultimate layer (the 128 ReLU features) feeds the Fréchet classifier
 distance and its softmax the classifier score and class coverage
 (:func:`scratchgan.image_eval.evaluate_images`; formulas in ``docs/metrics.md``).
@@ -30,9 +32,10 @@ import numpy as np
 
 from . import backend, nn, optim
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .ops import exp, log, mean, sum as sum_
+from .losses import softmax_cross_entropy
+from .ops import log_softmax
 from .engine import no_grad
-from .tensor import Tensor, as_tensor
+from .tensor import as_tensor
 
 __all__ = [
     "CLASSIFIER_VERSION",
@@ -41,9 +44,7 @@ __all__ = [
     "cache_dir",
     "cache_path",
     "get_classifier",
-    "log_softmax",
     "one_blas_thread",
-    "softmax_cross_entropy",
     "train_classifier",
 ]
 
@@ -77,46 +78,6 @@ def one_blas_thread():
     except ImportError:
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-# --------------------------------------------------------------------------- loss
-
-
-def log_softmax(logits: Tensor) -> Tensor:
-    r"""Row-wise log-softmax of (N, C) logits, stable for any magnitude.
-
-    :math:`\log p_{ic} = z_{ic} - m_i - \log \sum_k e^{z_{ik} - m_i}` with
-    :math:`m_i = \max_k z_{ik}` (log-sum-exp with the max subtracted, so every
-    exponent is <= 0 and the sum is >= 1). The shift is a constant for
-    autograd: the result does not depend on it, so neither does its gradient.
-    """
-    shift = as_tensor(logits.data.max(axis=1, keepdims=True))
-    shifted = logits - shift
-    return shifted - log(sum_(exp(shifted), axis=1, keepdims=True))
-
-
-def softmax_cross_entropy(logits: Tensor, labels) -> Tensor:
-    r"""Mean cross-entropy :math:`-\frac1N \sum_i \log \operatorname{softmax}(z_i)_{y_i}`.
-
-    Parameters
-    ----------
-    logits : Tensor, shape (N, C)
-    labels : array_like of int, shape (N,)
-        Classes in ``[0, C)``.
-
-    Returns
-    -------
-    Tensor
-        A scalar; its gradient w.r.t. the logits is ``(softmax(z) - onehot(y)) / N``.
-    """
-    n, c = logits.shape
-    y = np.asarray(backend.to_numpy(labels.data if isinstance(labels, Tensor) else labels))
-    if y.shape != (n,) or y.dtype.kind not in "iu" or (n and (y.min() < 0 or y.max() >= c)):
-        raise ValueError(f"labels must be {n} integers in [0, {c}), got shape {y.shape} dtype {y.dtype}")
-    onehot = np.zeros((n, c), dtype=logits.dtype)
-    onehot[np.arange(n), y] = 1.0
-    onehot = as_tensor(backend.to_backend(onehot, logits.backend))
-    return -mean(sum_(log_softmax(logits) * onehot, axis=1))
 
 
 # --------------------------------------------------------------------------- the classifier
@@ -180,7 +141,7 @@ class ImageClassifier:
                     xb = as_tensor(backend.to_backend(np.ascontiguousarray(x[start:start + batch_size], dtype=dtype),
                                                       where))
                     h = self._features(xb)
-                    logp = log_softmax(self._head(h))
+                    logp = log_softmax(self._head(h), axis=1)
                     feats.append(np.asarray(h.numpy(), dtype=np.float64))
                     probs.append(np.exp(np.asarray(logp.numpy(), dtype=np.float64)))
         finally:

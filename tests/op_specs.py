@@ -151,6 +151,7 @@ def _linear_shapes(draw):
 _distinct = st.integers(-400, 400).map(lambda i: i / 128)  # with unique=True: no ties, gaps >= 1/128
 
 import conv_reference as _conv  # noqa: E402 - direct-loop references and strategies of the conv ops
+import softmax_reference as _softmax  # noqa: E402 - references and strategies of log_softmax, softmax, cross-entropy
 
 SPECS = [
     OpSpec("add", ops.add, 2, "broadcast"),
@@ -210,6 +211,13 @@ SPECS = [
            reference=_conv.conv_transpose2d_loop),
     OpSpec("conv2d_weight", _conv.conv2d_weight_call, 2, _conv.conv2d_weight_shapes(), bounds=(-1.0, 1.0),
            kwargs=_conv.conv2d_weight_kwargs, second_order=True, reference=_conv.conv2d_weight_loop),
+    # softmax family: any axis (negative too), size-0 axes included; the cross-entropy on (N, C) with int labels
+    OpSpec("log_softmax", ops.log_softmax, min_dims=1, kwargs=_softmax.axis_kwargs, second_order=True,
+           reference=_softmax.log_softmax_reference),
+    OpSpec("softmax", ops.softmax, min_dims=1, kwargs=_softmax.axis_kwargs, second_order=True,
+           reference=_softmax.softmax_reference),
+    OpSpec("softmax_cross_entropy", _softmax.cross_entropy_call, shapes=_softmax.cross_entropy_shapes(),
+           kwargs=_softmax.cross_entropy_kwargs, second_order=True, reference=_softmax.cross_entropy_loop),
 ]
 
 # --------------------------------------------------------------------------- reference forwards

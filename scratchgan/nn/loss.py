@@ -1,4 +1,4 @@
-"""Loss modules with PyTorch's names: ``nn.BCEWithLogitsLoss``, ``nn.BCELoss``, ``nn.MSELoss``.
+"""Loss modules with PyTorch's names: ``nn.BCEWithLogitsLoss``, ``nn.BCELoss``, ``nn.MSELoss``, ``nn.CrossEntropyLoss``.
 
 Thin wrappers over :mod:`scratchgan.losses` and the ops, so that a PyTorch
 tutorial's ``criterion = nn.BCEWithLogitsLoss(); loss = criterion(output,
@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import losses as _losses
-from ..ops import clip, log, mean, mul, softplus, sub, sum as sum_
+from .. import backend
+from ..ops import clip, getitem, log, log_softmax, mean, mul, reshape, softplus, sub, sum as sum_, transpose
 from ..tensor import Tensor, as_tensor
 from .module import Module
 
@@ -85,3 +86,116 @@ class MSELoss(_Loss):
         target = _target_like(input, target, "MSELoss")
         diff = sub(input, target)
         return self._reduce(mul(diff, diff))
+
+
+class CrossEntropyLoss(_Loss):
+    r"""Softmax cross-entropy on logits, with PyTorch's meaning: ``nn.CrossEntropyLoss``.
+
+    ``input`` holds class logits: ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``
+    (the classes on axis 1). ``target`` is either
+
+    * class indices (an integer array or Tensor) of the input's shape without
+      the class axis: ``()``, ``(N,)`` or ``(N, d1, ..., dk)``; entries equal
+      to ``ignore_index`` contribute nothing, or
+    * class probabilities (floating) of the input's own shape.
+
+    Per element, with :math:`\log p = \operatorname{log\_softmax}` over the
+    classes (:func:`scratchgan.ops.log_softmax`) and label smoothing
+    :math:`\varepsilon`: :math:`\ell = -(1 - \varepsilon) \log p_y - \frac{\varepsilon}{C} \sum_c \log p_c`
+    for an index, :math:`\ell = -\sum_c q_c \log p_c` with
+    :math:`q = (1 - \varepsilon) t + \varepsilon / C` for probabilities.
+    ``reduction="mean"`` divides the sum by the number of elements that are
+    not ignored (NaN when every one is), ``"sum"`` sums, ``"none"`` returns
+    one loss per element (0 where ignored). Finite for any finite logits.
+
+    Parameters
+    ----------
+    weight : None
+        Per-class weights are not supported: anything but None raises
+        ``NotImplementedError``.
+    ignore_index : int
+        Index targets equal to it are skipped (PyTorch's default -100).
+    reduction : {"mean", "sum", "none"}
+    label_smoothing : float in [0, 1]
+    """
+
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__(reduction)
+        if weight is not None:
+            raise NotImplementedError("CrossEntropyLoss: per-class weight is not supported; use weight=None "
+                                      "(or scale the per-element losses of reduction='none' yourself)")
+        if not 0.0 <= float(label_smoothing) <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
+
+    def extra_repr(self) -> str:
+        return (f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
+                f"label_smoothing={self.label_smoothing}")
+
+    @staticmethod
+    def _rows(x: Tensor) -> Tensor:
+        """(C,) / (N, C) / (N, C, d...) -> (M, C): the class axis last, one row per element."""
+        if x.ndim == 1:
+            return reshape(x, (1, x.shape[0]))
+        if x.ndim == 2:
+            return x
+        axes = (0, *range(2, x.ndim), 1)
+        return reshape(transpose(x, axes), (-1, x.shape[1]))
+
+    def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002
+        who = "CrossEntropyLoss"
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{who}: input must be a Tensor of logits, got {type(input).__name__}")
+        if input.dtype.kind != "f":
+            raise TypeError(f"{who}: input must be floating logits, got dtype {input.dtype}")
+        if input.ndim == 0:
+            raise ValueError(f"{who}: input must have a class axis, shape (C,), (N, C) or (N, C, d1, ...); got ()")
+        c = input.shape[0] if input.ndim == 1 else input.shape[1]
+        logp = log_softmax(self._rows(input), axis=1)
+        eps = self.label_smoothing
+        data = target.data if isinstance(target, Tensor) else target
+        data = data if hasattr(data, "dtype") and hasattr(data, "shape") else np.asarray(data)
+        xp = backend.array_module(input.data)
+        if data.dtype.kind == "f":  # class probabilities
+            if tuple(data.shape) != input.shape:
+                raise ValueError(f"{who}: probability targets must have the input's shape {input.shape}, "
+                                 f"got {tuple(data.shape)}")
+            q = target if isinstance(target, Tensor) else as_tensor(xp.asarray(data).astype(input.dtype))
+            if q.dtype != input.dtype:
+                q = q.astype(input.dtype)
+            q = self._rows(q)
+            if eps:
+                q = q * (1.0 - eps) + eps / c
+            per = -sum_(mul(q, logp), axis=1)
+            return self._reduce(per if self.reduction != "none" else reshape(per, _without_class_axis(input.shape)))
+        if data.dtype.kind not in "iu":
+            raise TypeError(f"{who}: target must be class indices (integers) or class probabilities (floats), "
+                            f"got dtype {data.dtype}")
+        expected = _without_class_axis(input.shape)
+        if tuple(data.shape) != expected:
+            raise ValueError(f"{who}: index targets must have shape {expected} for input of shape {input.shape} "
+                             f"(the input's shape without the class axis), got {tuple(data.shape)}")
+        y = xp.asarray(data).reshape(-1).astype(np.int64)
+        keep = y != self.ignore_index
+        bad = keep & ((y < 0) | (y >= c))
+        if bool(bad.any()):
+            raise ValueError(f"{who}: targets must lie in [0, {c - 1}] (or equal ignore_index "
+                             f"{self.ignore_index}); found {int(y[bad][0])}")
+        safe = xp.where(keep, y, 0)
+        mask = as_tensor(keep.astype(input.dtype))
+        per = -getitem(logp, (xp.arange(len(y)), safe))
+        if eps:
+            per = per * (1.0 - eps) - mean(logp, axis=1) * eps
+        per = mul(per, mask)
+        if self.reduction == "none":
+            return reshape(per, expected)
+        total = sum_(per)
+        if self.reduction == "sum":
+            return total
+        count = int(keep.sum())  # the mean over the elements not ignored (NaN over none, as in PyTorch)
+        return total * (1.0 / count) if count else total * float("nan")
+
+
+def _without_class_axis(shape: tuple) -> tuple:
+    return () if len(shape) == 1 else (shape[0], *shape[2:])
