@@ -131,7 +131,21 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _option(g, "--pack", int, default=d.pack,
             help="PacGAN packing: D judges this many samples at once (1 = plain GAN; default %(default)s)")
     _option(g, "--penalty-weight", float, help="WGAN-GP lambda (default 10)")
+    _option(g, "--dragan", float, default=d.dragan,
+            help="DRAGAN penalty weight lambda: (||grad D|| - 1)^2 at points perturbed around the real data "
+                 "(Kodali et al. 2017 use 10; 0 = off; default %(default)s)")
     _option(g, "--clip-value", float, help="WGAN weight clipping c (default 0.01)")
+    _option(g, "--aux", default=d.aux,
+            help="an auxiliary head on D: 'acgan' (Odena et al. 2017: D also classifies real and fake images, G is "
+                 "class-conditional; labelled data), 'infogan' (Chen et al. 2016: G also takes a categorical and "
+                 "continuous codes that a Q head on D predicts; no labels) or 'none' (default %(default)s)")
+    _option(g, "--aux-weight", float, default=d.aux_weight,
+            help="weight of the ACGAN classification losses / the InfoGAN mutual-information penalty, added to "
+                 "both G's and D's loss (default %(default)s)")
+    _option(g, "--info-categories", int, default=d.info_categories,
+            help="InfoGAN: categories of the one-hot code (0 = none; default %(default)s)")
+    _option(g, "--info-continuous", int, default=d.info_continuous,
+            help="InfoGAN: continuous codes, uniform on [-1, 1] (0 = none; default %(default)s)")
     g = p.add_argument_group("networks")
     _option(g, "--arch", default=d.arch,
             help="mlp or dcgan (convolutional, images with sides divisible by 4; default: the recipe's, dcgan "
@@ -143,10 +157,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _option(g, "--d-activation", default=d.d_activation)
     g.add_argument("--conditional", action="store_true",
                    help="class-conditional GAN (label embeddings; dcgan: a projection discriminator)")
+    g.add_argument("--spectral-norm", action="store_true",
+                   help="SNGAN: spectral normalisation of every Linear/Conv layer of D, and no batch norm in D "
+                        "(use with --loss hinge: SNGAN's recipe)")
     _option(g, "--embed-dim", int, default=d.embed_dim)
     g = p.add_argument_group("optimisation")
     _option(g, "--steps", int, default=d.steps,
-            help="total generator steps (default: the recipe's, 12000 toy and paper, 2500 image)")
+            help="total generator steps (default: the recipe's, 12000 toy and paper, 4500 image)")
     _option(g, "--batch-size", int, default=d.batch_size, help="default: the recipe's, 128 toy and paper, 64 image")
     _option(g, "--optimizer", help="default: the recipe's")
     _option(g, "--lr-g", float, help="generator learning rate (default: the recipe's)")
@@ -157,8 +174,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
             help="learning-rate schedule of both nets: 'none' (constant) or 'linear' (to 0 at --lr-decay-steps; "
                  "default: the recipe's, linear toy, none paper)")
     _option(g, "--lr-decay-steps", int, default=d.lr_decay_steps,
-            help="step at which the linear decay reaches 0, at least --steps (default: the recipe's, 12000 "
-                 "toy; paper: --steps); for a short toy run set it to --steps")
+            help="step at which the linear decay reaches 0, at least --steps (default: the run's --steps, "
+                 "fixed when it starts and saved with the run)")
     _option(g, "--ema-decay", float, default=d.ema_decay, help="generator EMA decay (0 = off; default: the recipe's, 0.999 toy and paper, 0 image)")
     g = p.add_argument_group("run")
     _option(g, "--seed", int, default=d.seed)
@@ -178,12 +195,16 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _option(g, "--checkpoint-every", int, default=d.checkpoint_every)
     _option(g, "--eval-samples", int, default=d.eval_samples)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the ranks of `mpiexec -n N` (MPI; NCCL on GPUs with --backend "
+                        "cupy): --batch-size is the global batch, split into N equal shares; rank 0 writes the run "
+                        "folder (needs pip install \"scratchgan[mpi]\"; docs/distributed.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scratchgan", description="GANs from scratch on a NumPy/CuPy autograd engine.")
     parser.add_argument("--version", action="version", version=f"scratchgan {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,check-loss}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,check-loss,graph,profile}", parser_class=_Parser)
     train = sub.add_parser("train", help="train a GAN (no options: grid25, about a minute on 2 cores)",
                            description="Train a GAN. With no options: the grid25 toy benchmark; with --data "
                                        "mnist, fashion-mnist, mnist5k or digits: a DCGAN (the image recipe).")
@@ -197,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="class label, 0 to C-1 (conditional runs of C classes)")
     ev = sub.add_parser("eval", help="evaluate a trained run and print JSON")
     ev.add_argument("--run", type=Path, required=True, help="the run folder")
-    ev.add_argument("-n", type=_at_least(1), default=None, help="number of samples (default: the run's eval_samples)")
+    ev.add_argument("-n", type=_at_least(2), default=None, help="number of samples (default: the run's eval_samples)")
     check = sub.add_parser(
         "check-loss", help="check your own GAN loss or gradient penalty with scratchgan.testing's properties",
         description="Import FILE.py:NAME and check it with scratchgan.testing: a discriminator loss "
@@ -212,7 +233,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--kind", choices=("loss", "penalty"), default="loss", help="default %(default)s")
     check.add_argument("--max-examples", type=_at_least(1), default=None,
                        help="examples per property (default: 30 for a loss, 20 for a penalty)")
+    _add_study_commands(sub)
     return parser
+
+
+def _add_study_commands(sub) -> None:
+    """``graph`` and ``profile``: the study tools (scratchgan.viz, scratchgan.profiler) on a run's configuration."""
+    graph = sub.add_parser(
+        "graph", help="draw the graph of one training step of a run (SVG/PNG with Graphviz, else .dot)",
+        description="Run one discriminator (--which d) or generator (--which g) step of the run's configuration, "
+                    "penalties included, on an in-memory copy (the run is not changed), and draw the graph its "
+                    "backward walks (scratchgan.viz): ops, parameters by name, and the part recorded by "
+                    "grad(create_graph=True) for a gradient penalty or R1 in orange. Without Graphviz's dot "
+                    "program (apt install graphviz) it writes the .dot file and says how to render it.")
+    graph.add_argument("--run", type=Path, required=True, help="the run folder")
+    graph.add_argument("--out", type=Path, required=True, help="picture to write: .svg, .png, .pdf or .dot")
+    graph.add_argument("--which", choices=("d", "g"), default="d",
+                       help="the discriminator's or the generator's step (default %(default)s)")
+    graph.add_argument("--show-saved", action="store_true",
+                       help="also draw what each node keeps for its backward (constant inputs, axes, masks)")
+    prof = sub.add_parser(
+        "profile", help="time every op of a run's training step and print a table (scratchgan.profiler)",
+        description="Run one warm-up step and then --steps training steps of the run's configuration on an "
+                    "in-memory copy (the run is not changed) under sg.profile(), and print the time of each "
+                    "op, backward rule, optimizer call and the autograd engine, grouped by op and shape.")
+    prof.add_argument("--run", type=Path, required=True, help="the run folder")
+    prof.add_argument("--steps", type=_at_least(1), default=20, help="profiled steps (default %(default)s)")
+    prof.add_argument("--top", type=_at_least(1), default=20, help="lines of the table (default %(default)s)")
+    prof.add_argument("--sort", choices=("time", "calls", "mean", "bytes", "name"), default="time",
+                      help="order of the lines (default %(default)s)")
+    prof.add_argument("--group-by", choices=("shape", "op"), default="shape",
+                      help="one line per op and shape, or per op (default %(default)s)")
 
 
 def _config_from_args(args) -> TrainConfig:
@@ -250,7 +301,10 @@ def _show_run_warning(message, category, filename, lineno, file=None, line=None)
     print(f"scratchgan: warning: {message}", file=sys.stderr)
 
 
-def _train(args) -> int:
+def _train(args, comm=None, ready=None) -> int:
+    """``train``; data-parallel, rank 0 runs this with ``comm`` and calls ``ready(out)`` once it holds the folder."""
+    if getattr(args, "distributed", False) and comm is None:
+        return _train_distributed(args)
     from .checkpoint import CheckpointError  # noqa: PLC0415 - keeps --help fast
     from .train import RunExistsError, RunWarning, Trainer, lock_run_folder, run_summary  # noqa: PLC0415
 
@@ -274,12 +328,14 @@ def _train(args) -> int:
             warnings.showwarning = _show_run_warning
             if lock.note:
                 print(f"scratchgan: {lock.note}", file=sys.stderr)
+            if ready is not None:
+                ready(out)  # data-parallel: the other ranks start with this run folder
             if args.resume:
-                trainer = Trainer.resume(out, steps=args.steps, lock=lock)
+                trainer = Trainer.resume(out, steps=args.steps, lock=lock, comm=comm)
                 print(f"resuming {out} at step {trainer.step} of {trainer.config.steps}")
             else:
                 summary = run_summary(out) if args.overwrite else None
-                trainer = Trainer(_config_from_args(args), out, overwrite=args.overwrite, lock=lock)
+                trainer = Trainer(_config_from_args(args), out, overwrite=args.overwrite, lock=lock, comm=comm)
                 if summary is not None:
                     print(f"overwriting the run in {out} ({summary}): its checkpoint, metrics, pictures and "
                           "evaluation are replaced")
@@ -316,9 +372,92 @@ def plan_line(trainer, out) -> str:
     seconds_per_step = trainer.measure_step_time() if left > 0 else 0.0
     total = seconds_per_step * left
     duration = f"{total / 60:.1f} min" if total >= 60 else f"{total:.0f} s"
-    return (f"plan: {c.arch} {c.loss} GAN on {c.data} (recipe {recipe_name(c)}): {left} of {c.steps} steps of "
-            f"batch {c.batch_size}, about {duration} of training ({seconds_per_step:.3g} s/step measured on this "
-            f"machine) plus the evaluation; backend {c.backend}, run folder {out}")
+    comm = getattr(trainer, "comm", None)
+    ranks = "" if comm is None else f" ({comm.size} ranks of {c.batch_size // comm.size}, {comm.transport})"
+    aux = "" if getattr(c, "aux", "none") == "none" else f" with {c.aux}"
+    return (f"plan: {c.arch} {c.loss} GAN{aux} on {c.data} (recipe {recipe_name(c)}): {left} of {c.steps} steps of "
+            f"batch {c.batch_size}{ranks}, about {duration} of training ({seconds_per_step:.3g} s/step measured on "
+            f"this machine) plus the evaluation; backend {c.backend}, run folder {out}")
+
+
+_ERRORS_IN_ONE_LINE = ("DataError", "CheckpointError", "ConfigError", "DistributedError")
+
+
+def _abort_job(comm, exc: BaseException) -> None:
+    """Data-parallel: report this rank's error and stop every rank (MPI_Abort), so none is left waiting."""
+    who = "" if comm.rank == 0 else f" (rank {comm.rank} of {comm.size})"
+    if not (type(exc).__name__ in _ERRORS_IN_ONE_LINE or isinstance(exc, (ValueError, OSError, RuntimeError))):
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"scratchgan: error{who}: {type(exc).__name__ + ': ' if isinstance(exc, KeyboardInterrupt) else ''}{exc}; "
+          f"stopping all {comm.size} ranks", file=sys.stderr)
+    comm.abort(1)
+
+
+def _train_distributed(args) -> int:
+    """``train --distributed`` under ``mpiexec -n N``: data-parallel training (docs/distributed.md).
+
+    Rank 0 runs the command as one process does (run folder, lock, messages,
+    files) and, once it holds the folder, tells the other ranks, which then
+    train with it and write nothing. A rank that fails from then on reports
+    its error and aborts the job (MPI_Abort), so no rank waits forever; before
+    that, rank 0's exit status reaches the others and they stop quietly.
+    """
+    from .config import ConfigError, resolve  # noqa: PLC0415
+    from .distributed import Communicator, local_shares  # noqa: PLC0415 - imports mpi4py
+    from .train import Trainer  # noqa: PLC0415
+
+    comm = Communicator(backend=args.backend)
+    if not args.resume:  # the same checks on every rank: rank 0 says what is wrong, all stop
+        try:
+            c = resolve(_config_from_args(args))
+        except ConfigError as exc:
+            if comm.rank == 0:
+                print(f"scratchgan: error: {exc}", file=sys.stderr)
+            return 1
+        try:
+            local_shares(c, comm.rank, comm.size)  # the batch's split over the ranks, options that cannot split
+        except ConfigError as exc:
+            if comm.rank == 0:
+                print(_usage_line("scratchgan train", str(exc)), end="", file=sys.stderr)
+            return 2
+    if comm.rank == 0:
+        sent = []
+
+        def ready(out):
+            comm.bcast_object(str(out))
+            sent.append(out)
+
+        try:
+            code = _train(args, comm, ready)
+        except BaseException as exc:
+            if not sent:
+                comm.bcast_object(1)  # the others stop quietly; main() reports the error
+                raise
+            _abort_job(comm, exc)
+        if not sent:
+            comm.bcast_object(code)
+        elif code not in (0, 130):  # stopped after the others started (the message is printed): stop them too
+            comm.abort(code)
+        return code
+    out = comm.bcast_object(None)  # rank 0's run folder, or its exit status when it stopped before training
+    if isinstance(out, int):
+        return out
+    try:
+        out = Path(out)
+        if args.resume:
+            trainer = Trainer.resume(out, steps=args.steps, comm=comm)
+        else:
+            trainer = Trainer(_config_from_args(args), out, overwrite=args.overwrite, comm=comm)
+        plan_line(trainer, out)  # rank 0 prints it; its measure of the step time is collective
+        try:
+            trainer.run(progress=False)
+        except KeyboardInterrupt:  # every rank stops at the same step (rank 0 saved the checkpoint)
+            return 130
+    except BaseException as exc:  # noqa: BLE001 - whatever it is, the other ranks must not wait for this one
+        _abort_job(comm, exc)
+    return 0
 
 
 def _load_run(run: Path):
@@ -395,6 +534,54 @@ def _check_loss(args) -> int:
     return 0 if report.ok else 1
 
 
+def _step_description(trainer, run: Path) -> str:
+    c = trainer.config
+    penalties = [f"R1 {c.r1:g}"] if c.r1 > 0 else []
+    if c.loss == "wgan-gp":
+        penalties.append(f"gradient penalty {c.penalty_weight:g}")
+    if getattr(c, "dragan", 0) > 0:
+        penalties.append(f"DRAGAN {c.dragan:g}")
+    return (f"{c.arch} {c.loss} GAN on {c.data}, batch {c.batch_size}{''.join(', ' + p for p in penalties)}, "
+            f"backend {c.backend} ({run})")
+
+
+def _graph(args) -> int:
+    from . import viz  # noqa: PLC0415
+
+    trainer = _load_run(args.run)
+    params = {f"D.{n}": p for n, p in trainer.D.named_parameters()}
+    params.update({f"G.{n}": p for n, p in trainer.G.named_parameters()})
+    which = "discriminator" if args.which == "d" else "generator"
+    title = f"one {which} step: {_step_description(trainer, args.run)}"
+    # the step's own backward() frees its graph: capture draws it as that backward starts
+    with viz.capture(params=params, show_saved=args.show_saved, title=title) as cap:
+        trainer.d_update() if args.which == "d" else trainer.g_update()
+    graph = cap.last
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", viz.GraphvizMissing)
+        written = viz.render(graph.dot, args.out)
+    for w in caught:
+        if issubclass(w.category, viz.GraphvizMissing):
+            print(f"scratchgan: {w.message}", file=sys.stderr)
+    print(f"wrote the graph of one {which} step ({graph.nodes} nodes) to {written}")
+    return 0
+
+
+def _profile(args) -> int:
+    from .profiler import profile  # noqa: PLC0415
+
+    trainer = _load_run(args.run)
+    trainer.train_step(with_norms=False)  # warm-up: first-call allocations and optimizer state stay out of the table
+    with profile() as prof:
+        for _ in range(args.steps):
+            trainer.train_step(with_norms=False)
+    print(f"{args.steps} training steps of {_step_description(trainer, args.run)}: "
+          f"{prof.wall / args.steps * 1e3:.2f} ms per step under the profiler")
+    print(prof.table(sort_by=args.sort, top=args.top, group_by=args.group_by))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -409,7 +596,8 @@ def main(argv=None) -> int:
 
     keep_heap_warm()  # this command owns its process (see scratchgan/process.py); the library never does this
     try:
-        return {"train": _train, "sample": _sample, "eval": _eval, "check-loss": _check_loss}[args.command](args)
+        return {"train": _train, "sample": _sample, "eval": _eval, "check-loss": _check_loss, "graph": _graph,
+                "profile": _profile}[args.command](args)
     except _UsageError as exc:
         prog = f"{parser.prog} {args.command}"
         print(_usage_line(prog, str(exc)), end="", file=sys.stderr)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from .backend import BACKENDS
 from .data import DATASETS
 
-LOSSES = ("gan", "ns", "wgan", "wgan-gp", "lsgan", "hinge")
+LOSSES = ("gan", "ns", "wgan", "wgan-gp", "lsgan", "hinge", "rsgan", "rasgan")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 DTYPES = ("float32", "float64")
@@ -54,8 +54,12 @@ LOSS_DEFAULTS = {
     "wgan-gp": dict(optimizer="adam", lr_g=1e-4, lr_d=1e-4, betas=(0.5, 0.9), penalty_weight=10.0, n_critic=5),
     # Mao et al. 2017: Adam 2e-4, beta1 0.5
     "lsgan": dict(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), n_critic=1),
-    # Miyato et al. 2018 / Lim & Ye 2017 (hinge): Adam 2e-4, beta1 0.5
+    # Miyato et al. 2018 / Lim & Ye 2017 (hinge): Adam 2e-4, beta1 0.5; with --spectral-norm this is SNGAN's
+    # setting C of Miyato et al.'s Table 1 (alpha 2e-4, beta1 0.5, beta2 0.999, n_dis 1; docs/training.md)
     "hinge": dict(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), n_critic=1),
+    # Jolicoeur-Martineau 2018, section 4 (the DCGAN setup of her experiments): Adam 2e-4, betas (0.5, 0.999), n_D 1
+    "rsgan": dict(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), n_critic=1),
+    "rasgan": dict(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), n_critic=1),
 }
 
 
@@ -64,8 +68,7 @@ LOSS_DEFAULTS = {
 #: learning rate, twice as large for D (TTUR, Heusel et al. 2017), beta2 0.9, R1 (Mescheder et al.
 #: 2018) and a linear decay of both learning rates to zero.
 TOY_RECIPES = {
-    "ns": dict(optimizer="adam", lr_g=2e-3, lr_d=4e-3, betas=(0.5, 0.9), n_critic=1, r1=0.3, lr_decay="linear",
-               lr_decay_steps=12000),
+    "ns": dict(optimizer="adam", lr_g=2e-3, lr_d=4e-3, betas=(0.5, 0.9), n_critic=1, r1=0.3, lr_decay="linear"),
 }
 TOY_DATA = ("ring8", "grid25")
 #: The image datasets (every other name of :data:`~scratchgan.data.DATASETS`).
@@ -77,10 +80,16 @@ IMAGE_DATA = tuple(name for name in DATASETS if name not in TOY_DATA)
 #: falls back to the MLP (see :func:`resolve`).
 IMAGE_RECIPE = dict(arch="dcgan", z_dim=100, batch_size=64, steps=4500, ema_decay=0.0, r1=0.0, lr_decay="none")
 
+#: A recipe's EMA of G averages over at most ``steps / EMA_RUNS_PER_WINDOW`` steps: its decay is
+#: ``min(recipe value, 1 - EMA_RUNS_PER_WINDOW / steps)`` (0.999 for the default 12,000 steps).
+EMA_RUNS_PER_WINDOW = 12
+
 RECIPES = ("auto", "paper", "toy", "image")
 LR_DECAYS = ("none", "linear")
 #: The network architectures (:data:`scratchgan.models.ARCHITECTURES` has one entry per name).
 ARCHS = ("mlp", "dcgan")
+#: Auxiliary heads on D (docs/losses.md, "ACGAN and InfoGAN"): none, ACGAN's classifier, InfoGAN's Q head.
+AUXES = ("none", "acgan", "infogan")
 
 #: The fields that take one of a list of names, and those names (the command line's choices come from here).
 #: ``data`` is checked by :func:`scratchgan.data.load_dataset` (case-insensitively), the others by :func:`resolve`.
@@ -89,6 +98,7 @@ CHOICES = {
     "loss": LOSSES,
     "recipe": RECIPES,
     "arch": ARCHS,
+    "aux": AUXES,
     "g_activation": ACTIVATIONS,
     "d_activation": ACTIVATIONS,
     "optimizer": OPTIMIZERS,
@@ -100,7 +110,8 @@ CHOICES = {
 #: Numeric fields that must be > 0, and those that must be >= 0 (see :func:`value_problem`).
 POSITIVE_FIELDS = ("z_dim", "batch_size", "steps", "n_critic", "pack", "log_every", "sample_every", "checkpoint_every",
                    "eval_samples", "embed_dim", "lr_decay_steps", "lr_g", "lr_d", "clip_value")
-NON_NEGATIVE_FIELDS = ("r1", "penalty_weight", "seed")
+NON_NEGATIVE_FIELDS = ("r1", "penalty_weight", "seed", "dragan")
+NON_NEGATIVE_FIELDS += ("aux_weight", "info_categories", "info_continuous")  # ACGAN / InfoGAN
 
 #: Fields that a recipe fills when they are left as None, and their value when no recipe names them
 #: (for arch, z_dim, batch_size, steps and ema_decay: the toy job's values, which the paper and toy
@@ -134,6 +145,11 @@ class TrainConfig:
     # toy data + ns -> toy, else paper)
     r1: float | None = None  # gamma of the R1 penalty gamma/2 E||grad D(x)||^2 on real data; 0 = off (toy recipe: 0.3)
     pack: int = 1  # PacGAN (Lin et al. 2018): D judges `pack` samples at once; 1 = a plain GAN
+    # lambda of DRAGAN's penalty lambda E(||grad D(x + delta)|| - 1)^2 around the real data (Kodali et al. 2017; they
+    # use 10); 0 = off
+    dragan: float = 0.0
+    # SNGAN (Miyato et al. 2018): spectral normalisation of every Linear/Conv layer of D, which then has no batch norm
+    spectral_norm: bool = False
     # networks
     arch: str | None = None  # "mlp" or "dcgan" (recipe: dcgan for images whose sides divide by 4, else mlp)
     z_dim: int | None = None  # recipe: 16 (toy, paper), 100 (image)
@@ -144,6 +160,13 @@ class TrainConfig:
     conditional: bool = False  # CGAN: label embeddings (MLP: concatenated to both inputs; DCGAN: G's input, D's
     # projection)
     embed_dim: int = 16
+    # an auxiliary head on D (docs/losses.md, "ACGAN and InfoGAN"): "acgan" (Odena et al. 2017: D also classifies,
+    # G is class-conditional, so resolve() sets conditional; D has no projection) or "infogan" (Chen et al. 2016:
+    # G also takes latent codes, a Q head on D's body predicts them; no labels); pack must be 1
+    aux: str = "none"
+    aux_weight: float = 1.0  # weight of the ACGAN classification losses / the InfoGAN MI penalty, on G and on D
+    info_categories: int = 10  # InfoGAN: categories of the one-hot code, drawn uniformly (0 = none)
+    info_continuous: int = 2  # InfoGAN: continuous codes, uniform on [-1, 1] (0 = none)
     # optimisation
     batch_size: int | None = None  # recipe: 128 (toy, paper), 64 (image)
     steps: int | None = None  # generator updates, in total (resume continues up to this); recipe: 12000 (toy,
@@ -156,10 +179,11 @@ class TrainConfig:
     penalty_weight: float | None = None  # lambda of the WGAN-GP gradient penalty
     clip_value: float | None = None  # weight clipping of the original WGAN
     lr_decay: str | None = None  # "none" (constant) or "linear" (both lrs fall linearly to 0, see lr_decay_steps)
-    # the linear decay reaches 0 at step max(lr_decay_steps, steps): a horizon that does not depend on steps
-    # (toy recipe: 12000, the default steps), so a run stopped early and resumed matches one run straight
+    # the linear decay reaches 0 at step max(lr_decay_steps, steps); None = the run's steps, fixed by resolve()
+    # when the run starts and saved with it, so a run stopped early and resumed matches one run straight
     lr_decay_steps: int | None = None
-    ema_decay: float | None = None  # generator EMA (Yazici et al. 2019); 0 = off; recipe: 0.999 (toy, paper), 0 image
+    ema_decay: float | None = None  # generator EMA (Yazici et al. 2019); 0 = off; recipe: 0.999 (toy, paper; at most
+    # 1 - 12 / steps for shorter runs), 0 image
     # reproducibility and device
     seed: int = 0
     backend: str = "numpy"
@@ -239,6 +263,19 @@ def resolve(config: TrainConfig, data=None) -> TrainConfig:
             filled[key] = fallback if value is None else value
     if filled.get("arch") == "dcgan" and data is not None and not _fits_dcgan(data):
         filled["arch"] = "mlp"
+    steps = filled.get("steps", config.steps)
+    if "ema_decay" in filled and filled["ema_decay"] > 0 and isinstance(steps, int) and steps > 0:
+        # the recipe's EMA averages over at most a twelfth of the run (0.999 = 1,000 steps of the 12,000-step
+        # default): a shortened run would otherwise sample from weights that lag far behind G (ring8 at 3,000
+        # steps: 0.2 % high-quality samples from an EMA of 0.999, 88 % from G itself)
+        filled["ema_decay"] = min(filled["ema_decay"], max(0.0, 1.0 - EMA_RUNS_PER_WINDOW / steps))
+    if (filled.get("lr_decay", config.lr_decay) == "linear"
+            and filled.get("lr_decay_steps", config.lr_decay_steps) is None):
+        # the decay's horizon is fixed when the run starts: the run's own length, saved with the run,
+        # so a shortened run still decays to zero and a resumed one keeps its schedule
+        filled["lr_decay_steps"] = filled.get("steps", config.steps)
+    if config.aux == "acgan" and not config.conditional:
+        filled["conditional"] = True  # ACGAN's G is class-conditional (its D predicts the class instead)
     config = dataclasses.replace(config, **filled)
     _validate(config)
     return config
@@ -268,6 +305,8 @@ def value_problem(name: str, value) -> str | None:
     """
     if value is None:
         return None if name in RECIPE_FIELDS or name == "data_path" else "must be given, got None"
+    if name == "info_categories" and value == 1:
+        return "must be 0 (no categorical code) or at least 2 categories, got 1"
     if name in CHOICES and name != "data":
         if value not in CHOICES[name]:
             return f"must be one of {', '.join(CHOICES[name])}, got {value!r}"
@@ -298,3 +337,19 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"batch_size ({c.batch_size}) must be a multiple of pack ({c.pack})")
     if c.arch == "dcgan" and _data_key(c.data) in TOY_DATA:
         raise ConfigError(f"the dcgan architecture needs image data; {c.data} is a 2-D toy mixture (use --arch mlp)")
+    _validate_aux(c)
+
+
+def _validate_aux(c: TrainConfig) -> None:
+    """The checks of the ACGAN / InfoGAN options that involve several fields."""
+    if c.aux == "none":
+        return
+    if c.pack != 1:
+        raise ConfigError(f"--aux {c.aux} needs pack 1: its head classifies each sample, and a PacGAN discriminator "
+                          f"sees packs of {c.pack} (drop --pack)")
+    if c.aux == "infogan":
+        if c.conditional:
+            raise ConfigError("--aux infogan learns its categorical code without labels; drop --conditional "
+                              "(for a class-conditional GAN with a classifier head use --aux acgan)")
+        if c.info_categories == 0 and c.info_continuous == 0:
+            raise ConfigError("--aux infogan needs at least one code: info_categories >= 2 or info_continuous >= 1")

@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, losses, nn, optim, runlog
+from . import auxiliary, backend, losses, nn, optim, runlog
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, resolve
 from .data import load_dataset
+from .distributed import local_shares
 from .engine import grad, no_grad
 from .models import build_discriminator, build_generator
 from .ops import sigmoid
@@ -193,23 +194,36 @@ class Trainer:
         Without it, :meth:`run` takes the lock itself and releases it when it
         returns, however it ends; :meth:`save` and :meth:`save_pictures`
         outside :meth:`run` take it for their write.
+    comm : scratchgan.distributed.Communicator, optional
+        Data-parallel training (docs/distributed.md): every rank of ``comm``
+        makes its Trainer with the same config and folder; each computes the
+        gradients of its share of the global batch ``batch_size``, one
+        allreduce per update averages them, and every rank starts from rank
+        0's state. Only rank 0 touches the run folder (lock, checkpoints,
+        metrics, pictures, evaluation). None (the default): one process.
     """
 
-    def __init__(self, config: TrainConfig, out_dir, *, overwrite: bool = False, lock: runlog.RunLock | None = None):
-        self._setup(config, out_dir, "overwrite" if overwrite else "new", lock)
+    def __init__(self, config: TrainConfig, out_dir, *, overwrite: bool = False, lock: runlog.RunLock | None = None,
+                 comm=None):
+        self._setup(config, out_dir, "overwrite" if overwrite else "new", lock, comm)
+        self._sync_ranks()
 
-    def _setup(self, config: TrainConfig, out_dir, mode: str, lock) -> None:
+    def _setup(self, config: TrainConfig, out_dir, mode: str, lock, comm=None) -> None:
         """``mode``: "new" (refuse a folder with a run), "overwrite", "resume" (the folder's run is ours) or "read"."""
         self.config = resolve(config)  # the checks that need no data, before anything is loaded
         self.out_dir = Path(out_dir)
+        self.comm, self._writer = comm, comm is None or comm.rank == 0  # data-parallel: rank 0 writes the run
+        rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
+        # this rank's rows of each global batch (every rank draws the whole batch and keeps its share)
+        self._share, self._pack_share = local_shares(self.config, rank, size)
         self._mode, self._lock, self._active_lock = mode, lock, None
         self._saved_step = None  # the step of the checkpoint on disk that this run wrote or loaded
         self._checkpoint_signature = None  # that file's (inode, size, mtime), to notice another writer
         if lock is not None and Path(os.path.abspath(lock.folder)) != Path(os.path.abspath(self.out_dir)):
             raise ValueError(f"the lock is for {lock.folder}, not for the run folder {self.out_dir}")
-        if mode == "new":
+        if mode == "new" and self._writer:
             self._refuse_existing_run()
-        if mode != "read":
+        if mode != "read" and self._writer:
             try:
                 runlog.check_writable(self.out_dir)
             except OSError as exc:
@@ -218,6 +232,9 @@ class Trainer:
         backend.set_backend(self.config.backend)
         self.data = load_dataset(self.config.data, self.config.data_path)
         self.config = resolve(config, self.data)  # the recipe's architecture may depend on the image sides
+        if self.config.aux == "acgan" and self.data.num_classes < 2:
+            raise ConfigError(f"--aux acgan needs labelled data (its D classifies the real images by their labels); "
+                              f"{self.data.name} has no classes")
         if self.config.conditional and self.data.num_classes < 2:
             raise ConfigError(f"conditional training needs labelled data; {self.data.name} has no classes")
         c = self.config
@@ -233,6 +250,24 @@ class Trainer:
         self.rng = np.random.default_rng([c.seed, 1])
         self.step = 0
 
+    def _sync_ranks(self) -> None:
+        """Data-parallel: every rank takes rank 0's state (weights, buffers, optimisers, RNG, step), once.
+
+        The ranks build the same networks from the same seed anyway; this makes
+        it so whatever differs between machines, and checks that every rank
+        was started with rank 0's options.
+        """
+        if self.comm is None:
+            return
+        tree = self.comm.bcast_object(self.state() if self.comm.rank == 0 else None)
+        if self.comm.rank != 0:
+            mine, theirs = self.config.to_dict(), tree["config"]
+            differ = sorted(k for k in mine if k != "data_path" and mine[k] != theirs.get(k))
+            if differ:
+                raise ConfigError(f"rank {self.comm.rank} was started with other options than rank 0: "
+                                  + ", ".join(f"{k} {mine[k]!r} here, {theirs.get(k)!r} on rank 0" for k in differ))
+            self.load_state(tree, source="rank 0's state")
+
     # ---- sampling helpers
     def _tensor(self, array) -> Tensor:
         """A host array as a tensor of the run's dtype on the active backend (cast on the host)."""
@@ -241,18 +276,37 @@ class Trainer:
     def _labels(self, array) -> Tensor:
         return as_tensor(np.asarray(array, dtype=np.int64))
 
+    # every draw is of the global batch (n = batch_size rows); data-parallel, this rank keeps its share
     def _noise(self, n) -> Tensor:
         dtype = np.dtype(self.config.dtype)
-        return self._tensor(self.rng.standard_normal((n, self.config.z_dim), dtype=dtype))
+        return self._tensor(self.rng.standard_normal((n, self.config.z_dim), dtype=dtype)[self._share])
 
     def _real_batch(self):
         x, y = self.data.sample_batch(self.rng, self.config.batch_size)
+        x, y = x[self._share], y[self._share]
         return self._tensor(x.reshape(len(x), -1)), self._labels(y)
 
     def _fake_labels(self, n):
         if not self.config.conditional:
             return None
-        return self._labels(self.rng.integers(0, self.data.num_classes, n))
+        return self._labels(self.rng.integers(0, self.data.num_classes, n)[self._share])
+
+    # ---- ACGAN / InfoGAN (config.aux; scratchgan.auxiliary, docs/losses.md "ACGAN and InfoGAN")
+    def _info_codes(self, n):
+        """InfoGAN's codes of a global batch of ``n``, drawn after the noise (None for other runs: no draw)."""
+        return auxiliary.draw_info_codes(self.rng, n, self.config, self._share)
+
+    def _generate(self, z, labels, codes):
+        """``G(z, labels)``, with InfoGAN's codes when there are some."""
+        if codes is None:
+            return self.G(z, labels)
+        return self.G(z, labels, codes=auxiliary.as_code_tensor(codes, self.config))
+
+    def _discriminate(self, x, labels, with_aux: bool):
+        """``(D(x), aux_logits)``: both heads on one pass when ``with_aux``, else ``(D(x), None)``."""
+        if with_aux:
+            return self.D.forward_with_aux(x, labels)
+        return self.D(x, labels), None
 
     # ---- one update of each network
     def d_update(self) -> dict:
@@ -260,30 +314,46 @@ class Trainer:
         real, y_real = self._real_batch()
         y_fake = self._fake_labels(c.batch_size)
         with no_grad():
-            fake = self.G(self._noise(c.batch_size), y_fake)
+            z = self._noise(c.batch_size)
+            codes = self._info_codes(c.batch_size)
+            fake = self._generate(z, y_fake, codes)
         y_real = y_real if c.conditional else None
         self.opt_d.zero_grad()
-        real_out = self.D(real, y_real)
-        fake_out = self.D(fake, y_fake)
+        real_out, real_aux = self._discriminate(real, y_real, c.aux == "acgan")  # InfoGAN's Q sees fakes only
+        fake_out, fake_aux = self._discriminate(fake, y_fake, c.aux != "none")
         loss = losses.d_loss(_loss_kind(c.loss), real_out, fake_out)
+        aux_loss = auxiliary.aux_d_loss(c, real_aux, fake_aux, y_real, y_fake, codes)
+        if aux_loss is not None:
+            loss = loss + aux_loss * c.aux_weight
         gp = c.loss == "wgan-gp" and c.penalty_weight > 0
-        if gp or c.r1 > 0:
+        if gp or c.r1 > 0 or c.dragan > 0:
             # penalties on D's own input: with PacGAN packing that is the packed batch (N / pack rows of
             # pack * dim), so GP interpolates and takes norms per pack and R1 sums a pack's squared gradients
             critic = self._packed_critic(y_real)
             real_p = _pack_rows(real, c.pack)
         if gp:
-            alpha = self.rng.uniform(size=(c.batch_size // c.pack, 1)).astype(c.dtype)
+            alpha = self.rng.uniform(size=(c.batch_size // c.pack, 1)).astype(c.dtype)[self._pack_share]
             loss = loss + losses.gradient_penalty(critic, real_p, _pack_rows(fake, c.pack), weight=c.penalty_weight,
                                                   alpha=self._tensor(alpha))
         if c.r1 > 0:
             loss = loss + losses.r1_penalty(critic, real_p, c.r1)
+        if c.dragan > 0:
+            # DRAGAN's draws for the global batch, in dragan_penalty's own order (noise, then one alpha per row)
+            rows = c.batch_size // c.pack
+            noise = self.rng.random((rows,) + real_p.shape[1:])[self._pack_share]
+            alpha = self.rng.random(rows)[self._pack_share]
+            loss = loss + losses.dragan_penalty(critic, real_p, weight=c.dragan, noise=noise, alpha=alpha)
         loss.backward()
+        record = {"d_loss": float(loss.item()), "d_real": _mean_output(c.loss, real_out),
+                  "d_fake": _mean_output(c.loss, fake_out)}
+        if aux_loss is not None:
+            record["d_aux"] = float(aux_loss.item())
+        if self.comm is not None:  # data-parallel: the global batch's mean gradient (and record) on every rank
+            record = self.comm.allreduce_gradients(self.D.parameters(), record)
         self.opt_d.step()
         if c.loss == "wgan":
             losses.clip_weights(self.D, c.clip_value)
-        return {"d_loss": float(loss.item()), "d_real": _mean_output(c.loss, real_out),
-                "d_fake": _mean_output(c.loss, fake_out)}
+        return record
 
     def _packed_critic(self, labels):
         """``D`` as a function of its packed input (N / pack, pack * dim), one score per row."""
@@ -294,24 +364,45 @@ class Trainer:
 
     def g_update(self) -> dict:
         c = self.config
+        kind = _loss_kind(c.loss)
+        real_out = None
+        if kind in losses.RELATIVISTIC_KINDS:
+            # a relativistic G loss compares with D on real data: a fresh real batch, as the author's code draws;
+            # a constant for G, so D's graph on it is not recorded
+            real, y_real = self._real_batch()
+            with no_grad():
+                real_out = self.D(real, y_real if c.conditional else None)
         y_fake = self._fake_labels(c.batch_size)
-        fake_out = self.D(self.G(self._noise(c.batch_size), y_fake), y_fake)
-        loss = losses.g_loss(_loss_kind(c.loss), fake_out)
+        z = self._noise(c.batch_size)
+        codes = self._info_codes(c.batch_size)
+        fake_out, fake_aux = self._discriminate(self._generate(z, y_fake, codes), y_fake, c.aux != "none")
+        loss = losses.g_loss(kind, fake_out, real_out)
+        aux_loss = auxiliary.aux_g_loss(c, fake_aux, y_fake, codes)
+        if aux_loss is not None:  # through D's head, into G (D's weights are not updated here)
+            loss = loss + aux_loss * c.aux_weight
         params = list(self.G.parameters())
         # grad() walks only the part of the graph that leads to G: D's gradients are not computed
         for p, g in zip(params, grad(loss, params)):
             p.grad = g
+        record = {"g_loss": float(loss.item())}
+        if aux_loss is not None:
+            record["g_aux"] = float(aux_loss.item())
+        if self.comm is not None:  # data-parallel: the global batch's mean gradient (and record) on every rank
+            record = self.comm.allreduce_gradients(params, record)
         self.opt_g.step()
         if self.G_ema is not None:
             _ema_update(self.G_ema, self.G, c.ema_decay)
-        return {"g_loss": float(loss.item())}
+        return record
 
     def lr_factor(self, step: int | None = None) -> float:
         """Multiplier of both learning rates for the generator update number ``step`` (0-based).
 
         ``"linear"``: ``1 - step / H`` with the horizon ``H = max(lr_decay_steps, steps)``,
-        so a run of ``H`` steps ends at ``lr / H``. ``H`` does not change when a run
-        is stopped early, so k steps + resume reproduce the straight run exactly.
+        so a run of ``H`` steps ends at ``lr / H``. ``lr_decay_steps`` defaults to the
+        run's ``steps`` when it starts (:func:`~scratchgan.config.resolve`) and is saved
+        with the run, so ``H`` does not change when a run is stopped early: k steps +
+        resume reproduce the straight run exactly. Resuming with more steps stretches
+        the rest of the decay over the new length.
         """
         c = self.config
         step = self.step if step is None else step
@@ -355,6 +446,8 @@ class Trainer:
         clone.G, clone.D, clone.G_ema, clone.opt_g, clone.opt_d, clone.rng = copy.deepcopy(
             (self.G, self.D, self.G_ema, self.opt_g, self.opt_d, self.rng), memo)
         clone.train_step(with_norms=False)
+        if self.comm is not None:  # data-parallel steps are collectives: every rank takes the same number
+            max_steps = min_steps
         done, start = 0, time.perf_counter()
         while done < max_steps and (done < min_steps or time.perf_counter() - start < min_seconds):
             clone.train_step(with_norms=False)
@@ -382,7 +475,7 @@ class Trainer:
         if self._mode == "read":
             raise TrainingError(f"this Trainer reads the run in {self.out_dir} (Trainer.load) and writes nothing; "
                                 "use Trainer.resume to continue it")
-        if self._active_lock is not None:
+        if self._active_lock is not None or not self._writer:  # nested; or a data-parallel rank > 0 (no files)
             yield
             return
         lock = self._lock if self._lock is not None and self._lock.held else lock_run_folder(self.out_dir)
@@ -429,6 +522,8 @@ class Trainer:
                          path, self.step, safe)
 
     def _checkpoint(self) -> None:
+        if self.comm is not None:  # data-parallel: the ranks must hold the same weights (else stop, clearly)
+            self.comm.check_parameters_agree(self.G, self.D)
         try:
             self.save()
         except OSError as exc:
@@ -462,15 +557,16 @@ class Trainer:
 
     def _run(self, progress, on_log) -> dict:
         c = self.config
-        try:
-            runlog.write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1) + "\n")
-        except OSError as exc:
-            raise self._save_error("the config", self.out_dir / "config.json", exc) from exc
-        try:
-            runlog.truncate_metrics(self.out_dir / METRICS, self.step)
-        except OSError as exc:
-            raise self._save_error("the metrics file", self.out_dir / METRICS, exc) from exc
-        bar = runlog.progress_bar(self.step, c.steps, progress)
+        if self._writer:  # data-parallel: rank 0 alone writes the run's files
+            try:
+                runlog.write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1) + "\n")
+            except OSError as exc:
+                raise self._save_error("the config", self.out_dir / "config.json", exc) from exc
+            try:
+                runlog.truncate_metrics(self.out_dir / METRICS, self.step)
+            except OSError as exc:
+                raise self._save_error("the metrics file", self.out_dir / METRICS, exc) from exc
+        bar = runlog.progress_bar(self.step, c.steps, progress if self._writer else False)
         last_time, last_step = time.perf_counter(), self.step
         interrupted = runlog.InterruptFlag()
         try:
@@ -494,7 +590,8 @@ class Trainer:
                         last_time, last_step = now, self.step
                         record = {"step": self.step, **record}
                         try:
-                            runlog.append_jsonl(self.out_dir / METRICS, record)
+                            if self._writer:
+                                runlog.append_jsonl(self.out_dir / METRICS, record)
                         except OSError as exc:  # the file keeps its complete lines; stop before more is lost
                             raise self._save_error("the metrics file", self.out_dir / METRICS, exc) from exc
                         if on_log is not None:
@@ -503,7 +600,8 @@ class Trainer:
                         self._checkpoint()
                     if self.step % c.sample_every == 0:
                         self._pictures()
-                    if interrupted.raised:
+                    # data-parallel: all ranks stop at the same step when any of them was interrupted
+                    if interrupted.raised if self.comm is None else self.comm.any(interrupted.raised):
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             self._checkpoint()
@@ -513,6 +611,8 @@ class Trainer:
                 bar.close()
         self._checkpoint()
         self._pictures()
+        if not self._writer:  # data-parallel rank > 0: rank 0 evaluates; every rank returns its result
+            return self.comm.bcast_object(None)
         result = self.evaluate()
         try:
             runlog.write_text_atomic(self.out_dir / "eval.json", json.dumps(result, indent=1) + "\n")
@@ -520,7 +620,7 @@ class Trainer:
             warnings.warn(f"could not write {self.out_dir / 'eval.json'}: {_reason(exc)}; the run is complete "
                           f"(checkpoint at step {self.step}) and `scratchgan eval --run {self.out_dir}` prints the "
                           "evaluation again", RunWarning, stacklevel=3)
-        return result
+        return result if self.comm is None else self.comm.bcast_object(result)
 
     # ---- checkpoints
     def state(self) -> dict:
@@ -542,12 +642,16 @@ class Trainer:
 
         The default takes the folder's lock for the write (unless :meth:`run`
         holds it); a write that fails raises ``OSError`` and leaves the
-        previous checkpoint as it was.
+        previous checkpoint as it was. Data-parallel, the default writes on
+        rank 0 only (every rank holds the same state).
         """
         if path is not None and Path(path) != self.out_dir / CHECKPOINT:
             save_checkpoint(path, self.state())
             return Path(path)
         path = self.out_dir / CHECKPOINT
+        if not self._writer:
+            self._saved_step = self.step  # rank 0 wrote it
+            return path
         with self._writing():
             save_checkpoint(path, self.state())
             self._saved_step, self._checkpoint_signature = self.step, _file_signature(path)
@@ -570,15 +674,18 @@ class Trainer:
             ) from None
 
     @classmethod
-    def resume(cls, out_dir, steps: int | None = None, *, lock: runlog.RunLock | None = None,
+    def resume(cls, out_dir, steps: int | None = None, *, lock: runlog.RunLock | None = None, comm=None,
                **overrides) -> Trainer:
         """Continue the run in ``out_dir`` up to ``steps`` total steps.
 
         ``lock``: the folder's lock, held by the caller (see the class
         docstring); without it :meth:`run` takes it, and refuses to start when
         another process has written the checkpoint since it was loaded here.
+        ``comm``: data-parallel (see the class docstring); rank 0 reads the
+        checkpoint and every rank starts from it, on any number of ranks that
+        divides the batch (the batches do not depend on it).
         """
-        return cls._from_checkpoint(out_dir, "resume", lock, steps, overrides)
+        return cls._from_checkpoint(out_dir, "resume", lock, steps, overrides, comm)
 
     @classmethod
     def load(cls, run_dir) -> Trainer:
@@ -591,13 +698,17 @@ class Trainer:
         return cls._from_checkpoint(run_dir, "read", None, None, {})
 
     @classmethod
-    def _from_checkpoint(cls, out_dir, mode, lock, steps, overrides) -> Trainer:
+    def _from_checkpoint(cls, out_dir, mode, lock, steps, overrides, comm=None) -> Trainer:
         path = Path(out_dir) / CHECKPOINT
-        signature = _file_signature(path)  # before loading: a replacement in between is then noticed, not missed
-        tree = load_checkpoint(path)
-        if "config" not in tree:
-            raise CheckpointError(f"{path}: not a scratchgan training checkpoint (no config); start a new run")
-        config = TrainConfig.from_dict(tree["config"])
+        reader = comm is None or comm.rank == 0  # data-parallel: rank 0 reads the checkpoint, the others get it
+        signature = tree = None
+        if reader:
+            signature = _file_signature(path)  # before loading: a replacement in between is then noticed, not missed
+            tree = load_checkpoint(path)
+            if "config" not in tree:
+                raise CheckpointError(f"{path}: not a scratchgan training checkpoint (no config); start a new run")
+        config = TrainConfig.from_dict(tree["config"] if comm is None else
+                                       comm.bcast_object(tree["config"] if reader else None))
         changes = {k: v for k, v in overrides.items() if v is not None}
         if steps is not None:
             changes["steps"] = steps
@@ -606,8 +717,10 @@ class Trainer:
 
             config = dataclasses.replace(config, **changes)
         trainer = cls.__new__(cls)
-        trainer._setup(config, out_dir, mode, lock)
-        trainer.load_state(tree, source=str(path))
+        trainer._setup(config, out_dir, mode, lock, comm)
+        if reader:
+            trainer.load_state(tree, source=str(path))
+        trainer._sync_ranks()
         trainer._saved_step, trainer._checkpoint_signature = trainer.step, signature
         return trainer
 
@@ -615,15 +728,28 @@ class Trainer:
     def generator_for_sampling(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G
 
-    def sample(self, n: int, labels=None, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, labels=None, seed: int | None = None, *, category=None, continuous=None,
+               noise=None) -> np.ndarray:
         """``n`` samples as a host array: (n, 2) for toy data, (n, H, W) in [-1, 1] for images.
 
-        ``labels`` (conditional runs only): one class or ``n`` classes, integers
-        in ``[0, num_classes)``; None draws them uniformly. ``seed`` (an int
-        >= 0) fixes the noise; None uses the run's sampling stream ``[seed, 2]``.
+        ``labels`` (conditional runs only, ACGAN included): one class or ``n``
+        classes, integers in ``[0, num_classes)``; None draws them uniformly.
+        ``seed`` (an int >= 0) fixes the noise; None uses the run's sampling
+        stream ``[seed, 2]``. ``noise``: an (n, z_dim) array used instead of
+        drawn noise. InfoGAN runs (``aux="infogan"``): ``category`` (one int or
+        ``n`` ints in ``[0, info_categories)``) and ``continuous`` (a number,
+        ``d`` values or an (n, d) array) fix the codes; None draws them from
+        the prior, after the noise (:func:`scratchgan.auxiliary.sample_info_codes`).
         """
         rng = np.random.default_rng(seed) if seed is not None else np.random.default_rng([self.config.seed, 2])
-        z = self._tensor(rng.standard_normal((n, self.config.z_dim)))
+        if noise is None:
+            z = self._tensor(rng.standard_normal((n, self.config.z_dim)))
+        else:
+            noise = np.asarray(noise)
+            if noise.shape != (n, self.config.z_dim):
+                raise ValueError(f"noise must have shape ({n}, {self.config.z_dim}), got {noise.shape}")
+            z = self._tensor(noise)
+        codes = auxiliary.sample_info_codes(rng, n, self.config, category, continuous)
         y = None
         if self.config.conditional:
             k = self.data.num_classes
@@ -639,14 +765,37 @@ class Trainer:
         G = self.generator_for_sampling()
         G.eval()
         with no_grad():
-            x = G(z, y).numpy()
+            x = (G(z, y) if codes is None else G(z, y, codes=auxiliary.as_code_tensor(codes, self.config))).numpy()
         G.train()
         if self.data.kind == "image":
             return x.reshape(n, *self.data.image_shape)
         return x
 
+    def info_grid(self, per_row: int = 10, seed: int = 0) -> np.ndarray:
+        """InfoGAN's picture of the categorical code: (info_categories * per_row, ...) samples.
+
+        Row ``k`` has category ``k``; column ``j`` the same noise in every row
+        (drawn with ``seed``), and every continuous code is 0, the prior's mean:
+        down a column only the categorical code changes.
+        """
+        k = int(self.config.info_categories) if self.config.aux == "infogan" else 0
+        if k < 2:
+            raise ConfigError("info_grid needs an InfoGAN run with a categorical code (--aux infogan, "
+                              "info_categories >= 2)")
+        column_noise = np.random.default_rng(seed).standard_normal((per_row, self.config.z_dim))
+        codes = auxiliary.info_grid_codes(self.config, per_row)
+        return self.sample(k * per_row, noise=np.tile(column_noise, (k, 1)), category=codes.categories,
+                           continuous=codes.continuous)
+
     def save_pictures(self) -> None:
-        """Draw ``samples.png`` and ``losses.png``, each replaced atomically (holding the folder's lock)."""
+        """Draw ``samples.png`` and ``losses.png``, each replaced atomically (holding the folder's lock).
+
+        Images: a grid of samples; for a conditional run (ACGAN too) one row
+        per class, for an InfoGAN run one row per value of the categorical code
+        with the same noise down each column (:meth:`info_grid`).
+        """
+        if not self._writer:  # data-parallel: rank 0 draws them
+            return
         from . import plots  # noqa: PLC0415 - matplotlib is imported only when pictures are made
 
         with self._writing(), runlog.atomic_path(self.out_dir / "samples.png") as tmp:
@@ -654,6 +803,9 @@ class Trainer:
                 real, _ = self.data.mixture.sample(2500, np.random.default_rng(0))
                 plots.save_toy_scatter(tmp, self.sample(2500), real=real, centres=self.data.mixture.centres,
                                        title=f"{self.config.data}, {self.config.loss}, step {self.step}")
+            elif self.config.aux == "infogan" and self.config.info_categories >= 2:
+                plots.save_image_grid(tmp, self.info_grid(), nrow=10,
+                                      row_labels=[f"c={i}" for i in range(self.config.info_categories)])
             elif self.config.conditional:
                 k, per_row = self.data.num_classes, 10
                 labels = np.repeat(np.arange(k), per_row)
@@ -670,7 +822,10 @@ class Trainer:
         """The final evaluation on ``config.eval_samples`` samples (what ``eval.json`` holds).
 
         Toy data: :func:`scratchgan.metrics.mode_coverage`; images:
-        :func:`scratchgan.image_eval.evaluate_images` (the classifier metrics).
+        :func:`scratchgan.image_eval.evaluate_images` (the classifier metrics;
+        a conditional or ACGAN run also gets its conditional accuracy), and for
+        an InfoGAN run :func:`scratchgan.auxiliary.info_code_metrics` (how well
+        the categorical code maps to the classes).
         """
         n = self.config.eval_samples
         result = {"step": self.step, "data": self.config.data, "loss": self.config.loss}
@@ -683,6 +838,8 @@ class Trainer:
             from .image_eval import evaluate_images  # noqa: PLC0415
 
             result.update(evaluate_images(self, n))
+            if self.config.aux == "infogan":
+                result.update(auxiliary.info_code_metrics(self, n))
         return result
 
 
@@ -691,7 +848,7 @@ class Trainer:
 
 def _loss_kind(loss: str) -> str:
     return {"gan": "minimax", "ns": "ns", "wgan": "wasserstein", "wgan-gp": "wasserstein",
-            "lsgan": "lsgan", "hinge": "hinge"}[loss]
+            "lsgan": "lsgan", "hinge": "hinge", "rsgan": "rsgan", "rasgan": "rasgan"}[loss]
 
 
 def _pack_rows(x: Tensor, pack: int) -> Tensor:

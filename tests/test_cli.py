@@ -40,7 +40,7 @@ def run_cli(capsys, *args):
     (["train", "--data", "cifar"], "argument --data: invalid choice: 'cifar'"),
     (["sample", "--run", "r", "--out", "s.npy", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
     (["sample", "--run", "r", "--out", "s.npy", "-n", "0"], "argument -n: must be >= 1, got 0"),
-    (["eval", "--run", "r", "-n", "0"], "argument -n: must be >= 1, got 0"),
+    (["eval", "--run", "r", "-n", "1"], "argument -n: must be >= 2, got 1"),  # statistics need two samples
     (["train", "--resume"], "argument --resume: needs --out RUN"),
     (["train", "--resume", "--overwrite", "--out", "r"], "argument --overwrite: not allowed with argument --resume"),
 ])

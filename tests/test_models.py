@@ -308,6 +308,10 @@ def test_auto_keeps_the_toy_recipe_and_its_values_for_toy_data():
     assert (c.arch, c.z_dim, c.batch_size, c.steps, c.ema_decay) == ("mlp", 16, 128, 12000, 0.999)
     assert (c.lr_g, c.lr_d, tuple(c.betas), c.r1, c.lr_decay, c.lr_decay_steps) == \
         (2e-3, 4e-3, (0.5, 0.9), 0.3, "linear", 12000)
+    short = resolve(TrainConfig(steps=3000))  # a shortened run: the decay and the EMA's window follow it
+    assert (short.lr_decay_steps, short.ema_decay) == (3000, pytest.approx(0.996))
+    assert resolve(TrainConfig(steps=3000, ema_decay=0.999)).ema_decay == 0.999  # an explicit value wins
+    assert resolve(TrainConfig(steps=24000)).ema_decay == 0.999  # a longer run keeps the recipe's value
     other = resolve(TrainConfig(data="ring8", loss="hinge"))
     assert recipe_name(other) == "paper" and (other.arch, other.z_dim, other.batch_size) == ("mlp", 16, 128)
 

@@ -74,14 +74,20 @@ RESUME_CASES = {
 
 @pytest.mark.parametrize("case", list(RESUME_CASES))
 def test_resume_is_bitwise_exact(tmp_path, case):
-    """N steps straight == k steps, save, resume in a fresh process, N - k steps (CPU)."""
+    """N steps straight == a run of N interrupted after k, resumed in a fresh process (CPU)."""
     overrides = dict(RESUME_CASES[case])
     if overrides.get("data") == "mnist":
         overrides["data_path"] = str(write_tiny_mnist(tmp_path))
     straight = Trainer(tiny(steps=6, **overrides), tmp_path / "straight")
     straight.run(progress=False)
 
-    Trainer(tiny(steps=3, **overrides), tmp_path / "split").run(progress=False)
+    # the same run interrupted after 3 steps (Ctrl-C saves a checkpoint), then resumed in a fresh process
+    def stop_at_3(record):
+        if record["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny(steps=6, **overrides), tmp_path / "split").run(progress=False, on_log=stop_at_3)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-m", "scratchgan.cli", "train", "--resume", "--out",
                            str(tmp_path / "split"), "--steps", "6", "--quiet"],
@@ -95,6 +101,18 @@ def test_resume_is_bitwise_exact(tmp_path, case):
     # the metrics log has each step once, in order
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_linear_decay_fits_a_shortened_run_and_its_horizon_is_saved(tmp_path):
+    """The toy recipe's decay reaches 0 at the run's own end; resume keeps the horizon of the start."""
+    short = Trainer(tiny(steps=4), tmp_path / "short")  # grid25 + ns: the toy recipe, linear decay
+    assert short.config.lr_decay == "linear" and short.config.lr_decay_steps == 4
+    assert [short.lr_factor(s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    short.run(progress=False)
+    longer = Trainer.resume(tmp_path / "short", steps=8)
+    assert longer.config.lr_decay_steps == 4  # saved with the run, not recomputed from the new steps
+    assert longer.lr_factor(4) == 0.5  # max(4, 8) = 8: the rest of the decay is stretched
+    assert Trainer(tiny(steps=4, lr_decay_steps=10), tmp_path / "explicit").lr_factor(3) == 0.7
 
 
 def test_same_seed_same_run_other_seed_differs(tmp_path):
