@@ -80,9 +80,9 @@ IMAGE_DATA = tuple(name for name in DATASETS if name not in TOY_DATA)
 #: falls back to the MLP (see :func:`resolve`).
 IMAGE_RECIPE = dict(arch="dcgan", z_dim=100, batch_size=64, steps=4500, ema_decay=0.0, r1=0.0, lr_decay="none")
 
-#: A recipe's EMA of G averages over at most ``steps / EMA_RUNS_PER_WINDOW`` steps: its decay is
-#: ``min(recipe value, 1 - EMA_RUNS_PER_WINDOW / steps)`` (0.999 for the default 12,000 steps).
-EMA_RUNS_PER_WINDOW = 12
+#: A recipe's EMA of G averages over at most ``steps / EMA_WINDOWS_PER_RUN`` steps: its decay is
+#: ``min(recipe value, 1 - EMA_WINDOWS_PER_RUN / steps)`` (0.999 for the default 12,000 steps).
+EMA_WINDOWS_PER_RUN = 12
 
 RECIPES = ("auto", "paper", "toy", "image")
 LR_DECAYS = ("none", "linear")
@@ -268,12 +268,12 @@ def resolve(config: TrainConfig, data=None) -> TrainConfig:
         # the recipe's EMA averages over at most a twelfth of the run (0.999 = 1,000 steps of the 12,000-step
         # default): a shortened run would otherwise sample from weights that lag far behind G (ring8 at 3,000
         # steps: 0.2 % high-quality samples from an EMA of 0.999, 88 % from G itself)
-        filled["ema_decay"] = min(filled["ema_decay"], max(0.0, 1.0 - EMA_RUNS_PER_WINDOW / steps))
+        filled["ema_decay"] = min(filled["ema_decay"], max(0.0, 1.0 - EMA_WINDOWS_PER_RUN / steps))
     if (filled.get("lr_decay", config.lr_decay) == "linear"
             and filled.get("lr_decay_steps", config.lr_decay_steps) is None):
         # the decay's horizon is fixed when the run starts: the run's own length, saved with the run,
         # so a shortened run still decays to zero and a resumed one keeps its schedule
-        filled["lr_decay_steps"] = filled.get("steps", config.steps)
+        filled["lr_decay_steps"] = steps
     if config.aux == "acgan" and not config.conditional:
         filled["conditional"] = True  # ACGAN's G is class-conditional (its D predicts the class instead)
     config = dataclasses.replace(config, **filled)
