@@ -143,6 +143,32 @@ _nonzero = st.floats(0.5, 2.0).flatmap(lambda v: st.sampled_from([v, -v]))  # a 
 _grid_a = st.integers(-48, 48).map(lambda i: i / 16 + 1 / 32)  # a and b never tie: |a - b| >= 1/32
 _grid_b = st.integers(-48, 48).map(lambda i: i / 16)
 @st.composite
+def _batch_norm_shapes(draw, affine=True):
+    """(N, C, ...) with at least 2 values per channel, then weight and bias (C,)."""
+    c = draw(st.integers(1, 3))
+    rest = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
+    n = draw(st.integers(1 if int(np.prod(rest)) >= 2 else 2, 3))
+    return [(n, c) + rest, (c,), (c,)] if affine else [(n, c) + rest]
+
+
+def _batch_norm_reference(x, weight=None, bias=None, eps=1e-5):
+    """A direct loop over the channels."""
+    y = np.empty_like(x)
+    for c in range(x.shape[1]):
+        v = x[:, c]
+        y[:, c] = (v - v.mean()) / np.sqrt(((v - v.mean()) ** 2).mean() + eps)
+        if weight is not None:
+            y[:, c] = y[:, c] * weight[c] + bias[c]
+    return y
+
+
+# values of x on a grid of 1/8, all distinct: each channel's variance is at least 1/256, so the
+# finite differences of (x - mean) / std stay accurate; eps: PyTorch's default and a large one
+_bn_x = st.integers(-24, 24).map(lambda i: i / 8)
+_bn_kwargs = lambda s: _kw("eps", st.sampled_from([1e-5, 0.5]))  # noqa: E731
+
+
+@st.composite
 def _linear_shapes(draw):
     n, k, m = (draw(st.integers(0, 3)) for _ in range(3))
     return [(n, k), (k, m), (m,)]
@@ -211,6 +237,11 @@ SPECS = [
            reference=_conv.conv_transpose2d_loop),
     OpSpec("conv2d_weight", _conv.conv2d_weight_call, 2, _conv.conv2d_weight_shapes(), bounds=(-1.0, 1.0),
            kwargs=_conv.conv2d_weight_kwargs, second_order=True, reference=_conv.conv2d_weight_loop),
+    # batch norm in training mode (ops/norm.py): its two gradient paths differ in arithmetic, hence paths_rtol
+    OpSpec("batch_norm", ops.batch_norm, 3, _batch_norm_shapes(), elements=(_bn_x, st.floats(-2, 2), st.floats(-2, 2)),
+           unique=True, kwargs=_bn_kwargs, second_order=True, reference=_batch_norm_reference, paths_rtol=1e-9),
+    OpSpec("batch_norm_noaffine", ops.batch_norm, 1, _batch_norm_shapes(affine=False), elements=(_bn_x,),
+           unique=True, kwargs=_bn_kwargs, second_order=True, reference=_batch_norm_reference, paths_rtol=1e-9),
     # softmax family: any axis (negative too), size-0 axes included; the cross-entropy on (N, C) with int labels
     OpSpec("log_softmax", ops.log_softmax, min_dims=1, kwargs=_softmax.axis_kwargs, second_order=True,
            reference=_softmax.log_softmax_reference),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..ops.norm import batch_norm_with_stats
 from ..ops import getitem, leaky_relu, linear, linear_relu, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
 from ..tensor import Tensor, as_tensor
 from .init import _init_linear, normal_, ones_
@@ -419,8 +420,6 @@ class _BatchNorm(Module):
         if x.ndim not in self._NDIMS or x.shape[1] != c:
             who, expected = type(self).__name__, self._SHAPES.format(c=c)
             raise ValueError(f"{who}: expected input of shape {expected}, got {x.shape}")
-        axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channels
-        shape = (1, c) + (1,) * (x.ndim - 2)
         if self.training:
             m = x.size // c
             if m < 2:
@@ -428,22 +427,22 @@ class _BatchNorm(Module):
                     f"{type(self).__name__}: expected more than 1 value per channel when training, "
                     f"got input shape {x.shape}"
                 )
-            mu = mean(x, axis=axes, keepdims=True)
-            xc = x - mu
-            var = mean(xc * xc, axis=axes, keepdims=True)
-            y = _normalize(xc, var, self.eps)
+            # one op (ops/norm.py): the normalization and the affine map, with the batch's statistics
+            y, mu, var = batch_norm_with_stats(x, self.weight, self.bias, self.eps)
             # running statistics: plain array arithmetic, never recorded
             mom = self.momentum
             rm, rv = self.running_mean, self.running_var
             rm *= 1.0 - mom
-            rm += mom * mu.data.reshape(c)
+            rm += mom * mu
             rv *= 1.0 - mom
-            rv += (mom * m / (m - 1)) * var.data.reshape(c)
-        else:
-            xp = backend.array_module(x.data)
-            rm = as_tensor(self.running_mean.reshape(shape))
-            inv = as_tensor((1.0 / xp.sqrt(self.running_var + self.eps)).astype(x.dtype).reshape(shape))
-            y = (x - rm) * inv
+            rv += (mom * m / (m - 1)) * var
+            return y
+        # eval mode: the running statistics, constants of the graph
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        xp = backend.array_module(x.data)
+        rm = as_tensor(self.running_mean.reshape(shape))
+        inv = as_tensor((1.0 / xp.sqrt(self.running_var + self.eps)).astype(x.dtype).reshape(shape))
+        y = (x - rm) * inv
         if self.affine:
             if x.ndim == 2:
                 y = y * self.weight + self.bias

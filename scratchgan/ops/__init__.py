@@ -1,7 +1,7 @@
 """Differentiable ops, grouped by family; each module keeps an op next to its rule.
 
 Dependencies run one way: ``shape`` <- ``arith`` <- ``reduce``, ``activation``
-<- ``fused``; ``reduce`` <- ``conv``, ``softmax`` (no import cycle inside the package).
+<- ``fused``; ``reduce`` <- ``conv``, ``softmax``, ``norm`` (no import cycle inside the package).
 """
 
 from .arith import (
@@ -10,12 +10,13 @@ from .arith import (
 from .activation import leaky_relu, log_sigmoid, relu, sigmoid, softplus, tanh
 from .conv import conv2d, conv2d_weight, conv_transpose2d
 from .fused import linear, linear_relu, mean_softplus
+from .norm import batch_norm
 from .reduce import max, mean, min, sum
 from .softmax import log_softmax, softmax
 from .shape import astype, broadcast_to, concatenate, getitem, index_add_zeros, reshape, swapaxes, transpose
 
 __all__ = [
-    "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "conv2d", "conv2d_weight", "conv_transpose2d", "div", "eq", "exp", "ge", "getitem", "gt",
+    "abs", "add", "astype", "batch_norm", "broadcast_to", "clip", "concatenate", "conv2d", "conv2d_weight", "conv_transpose2d", "div", "eq", "exp", "ge", "getitem", "gt",
     "index_add_zeros", "le", "leaky_relu", "linear", "linear_relu", "log", "log_sigmoid", "log_softmax", "lt", "matmul", "max", "maximum", "mean", "mean_softplus", "min",
     "minimum", "mul", "ne", "neg", "pow", "relu", "reshape", "sigmoid", "softmax", "softplus", "sqrt", "sub", "sum",
     "swapaxes", "tanh", "transpose", "where",
