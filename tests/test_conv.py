@@ -106,6 +106,41 @@ def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(case, samples_
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("samples_per_chunk", [1, 2])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_and_weight_gradient_in_chunks_of_samples_equal_direct_loop(case, samples_per_chunk, monkeypatch):
+    """On the CPU conv2d and conv2d_weight run in chunks of samples (one or two here, batch 5): the same values."""
+    from scratchgan.ops import conv
+
+    x_shape, w_shape, stride, padding = case
+    oh, ow = conv_out(x_shape, w_shape, stride, padding)
+    per_sample = oh * ow * w_shape[1] * w_shape[2] * w_shape[3]  # column-buffer elements
+    monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", samples_per_chunk * per_sample)
+    x_shape = (5,) + x_shape[1:]  # a batch that does not divide into equal chunks
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    gy = rng.standard_normal((5, w_shape[0], oh, ow))
+    y = ops.conv2d(f64(x), f64(w), f64(b), stride=stride, padding=padding)
+    np.testing.assert_allclose(y.numpy(), conv2d_loop(x, w, b, stride, padding), rtol=1e-12, atol=1e-12)
+    g = ops.conv2d_weight(f64(x), f64(gy), w_shape, stride=stride, padding=padding)
+    np.testing.assert_allclose(g.numpy(), conv2d_weight_loop(x, gy, w_shape[2:], stride, padding), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_reused_scratch_buffers_do_not_leak_between_calls():
+    """The chunk loops reuse their scratch arrays: a call after a larger one with other values and padding is exact."""
+    rng = np.random.default_rng(5)
+    big = rng.standard_normal((3, 4, 9, 9)) + 100.0  # large values left in the padded and column buffers
+    ops.conv2d(f64(big), f64(rng.standard_normal((2, 4, 3, 3))), padding=2)
+    ops.conv_transpose2d(f64(big), f64(rng.standard_normal((4, 2, 4, 4))), stride=2, padding=1)
+    x, w = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 3, 3))
+    np.testing.assert_allclose(ops.conv2d(f64(x), f64(w), padding=1).numpy(), conv2d_loop(x, w, None, 1, 1),
+                               rtol=1e-12, atol=1e-12)
+    z, wt = rng.standard_normal((2, 2, 3, 3)), rng.standard_normal((2, 3, 4, 4))
+    np.testing.assert_allclose(ops.conv_transpose2d(f64(z), f64(wt), stride=2, padding=1).numpy(),
+                               conv_transpose2d_loop(z, wt, None, 2, 1, 0), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d_weight_forward_equals_direct_loop(case):
     x_shape, w_shape, stride, padding = case

@@ -46,6 +46,8 @@ still in cache when the adds read it.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .. import backend
@@ -113,28 +115,128 @@ def _leftover(in_shape, kernel, stride, padding) -> tuple[int, int]:
 # --------------------------------------------------------------------------- im2col, col2im (arrays)
 
 
+def _windows(x_nhwc, kh: int, kw: int, stride, padding, out_hw, padded=None):
+    """The windows (N, OH, OW, kh, kw, C) of a channels-last array (N, H, W, C), a strided view.
+
+    Window ``(n, a, b)``, tap ``(i, j)``, channel ``c`` is ``x_p[n, s_h a + i, s_w b + j, c]``,
+    ``x_p`` the input padded with zeros: into ``padded`` (an (N, H + 2p_h, W + 2p_w, C)
+    scratch array) when it is given, else into a new array; without padding, no copy.
+    """
+    xp = backend.array_module(x_nhwc)
+    n, h, w, c = x_nhwc.shape
+    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
+    if ph or pw:
+        if padded is None:
+            padded = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nhwc.dtype)
+        else:
+            padded[...] = 0  # a reused scratch array: its borders may hold another call's values
+        padded[:, ph:ph + h, pw:pw + w, :] = x_nhwc
+        x_nhwc = padded
+    s_n, s_h, s_w, s_c = x_nhwc.strides
+    return xp.lib.stride_tricks.as_strided(x_nhwc, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+
+
 def _im2col(x, kh: int, kw: int, stride, padding, out_hw):
     """Columns (N·OH·OW, kh·kw·C) of ``x`` (N, C, H, W): row (n, a, b), column (i, j, c).
 
     Column ``(i, j, c)`` of row ``(n, a, b)`` is ``x_p[n, c, s_h a + i, s_w b + j]``.
     """
-    xp = backend.array_module(x)
-    n, c, h, w = x.shape
-    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
-    x = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    if ph or pw:
-        padded = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
-        padded[:, ph:ph + h, pw:pw + w, :] = x
-        x = padded
-    s_n, s_h, s_w, s_c = x.strides
-    windows = xp.lib.stride_tricks.as_strided(x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+    n, c = x.shape[:2]
+    oh, ow = out_hw
+    windows = _windows(x.transpose(0, 2, 3, 1), kh, kw, stride, padding, out_hw)  # channels-last view: no copy
     return windows.reshape(n * oh * ow, kh * kw * c)  # the one copy
 
 
-#: Elements of the column buffer of one chunk of :func:`_transpose_conv_nhwc` on the CPU (4 MiB in
-#: float32): small enough that the product's output is still in cache when the slice-adds read it
-#: (measured: 25 % less CPU time than one whole-batch buffer at batch 256, the same at batch 64).
+#: Elements of one chunk's column buffer on the CPU (4 MiB in float32): small enough that a product's
+#: operands are still in cache when the next step reads them (measured for the transposed convolution:
+#: 25 % less CPU time than one whole-batch buffer at batch 256, the same at batch 64).
 _CHUNK_ELEMENTS = 1 << 20
+
+_scratch = threading.local()
+
+
+def _workspace(name: str, shape, dtype):
+    """A scratch array of ``shape`` for the CPU chunk loops, reused from call to call (per thread).
+
+    The chunk loops fill a column buffer (and a padded input, and the phase
+    buffer of the transposed convolution) for every chunk of every
+    convolution of every step; a fresh array each time costs the allocator's
+    page faults (large blocks come from ``mmap``). One buffer per name and
+    dtype, grown when a larger one is asked for, never handed to the caller:
+    a few chunks' worth (``_CHUNK_ELEMENTS``) of memory in all.
+    """
+    size = 1
+    for v in shape:
+        size *= int(v)
+    key = (name, np.dtype(dtype).str)
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    buf = buffers.get(key)
+    if buf is None or buf.size < size:
+        buf = buffers[key] = np.empty(max(size, 1), dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def _chunk_size(n: int, per_sample: int) -> int:
+    """Samples per chunk of the CPU loops: ``_CHUNK_ELEMENTS`` column-buffer elements, at least one sample."""
+    return max(1, min(n, _CHUNK_ELEMENTS // max(per_sample, 1)))
+
+
+def _column_chunks(x, kh: int, kw: int, stride, padding, out_hw):
+    """Yield ``(start, m, cols)``: the columns (m·OH·OW, kh·kw·C) of samples ``start .. start + m`` of ``x``.
+
+    CPU only. Each chunk's columns are copied into the same reused buffer, so a
+    caller uses them before asking for the next chunk.
+    """
+    n, c, h, w = x.shape
+    (ph, pw), (oh, ow) = padding, out_hw
+    chunk = _chunk_size(n, oh * ow * kh * kw * c)
+    x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
+    cols = _workspace("columns", (chunk, oh, ow, kh, kw, c), x.dtype)
+    padded = _workspace("padded", (chunk, h + 2 * ph, w + 2 * pw, c), x.dtype) if ph or pw else None
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        part = cols[:m]
+        part[...] = _windows(x_nhwc[start:start + m], kh, kw, stride, padding, out_hw,
+                             None if padded is None else padded[:m])
+        yield start, m, part.reshape(m * oh * ow, kh * kw * c)
+
+
+def _conv_rows(x, w_t, kh: int, kw: int, stride, padding, out_hw):
+    """The convolution's output as the matrix (N·OH·OW, O): ``im2col(x) @ w_t``, ``w_t`` (kh·kw·C, O).
+
+    On the CPU a chunk of samples at a time: the chunk's columns are multiplied
+    while they are still in cache, into the output's rows. On a GPU one
+    whole-batch product.
+    """
+    if backend.array_module(x) is not np:
+        return backend.matmul(_im2col(x, kh, kw, stride, padding, out_hw), w_t)
+    rows = out_hw[0] * out_hw[1]
+    y = np.empty((x.shape[0] * rows, w_t.shape[1]), dtype=x.dtype)
+    for start, m, cols in _column_chunks(x, kh, kw, stride, padding, out_hw):
+        np.matmul(cols, w_t, out=y[start * rows:(start + m) * rows])
+    return y
+
+
+def _weight_grad_rows(x, gy_rows, kh: int, kw: int, stride, padding, out_hw):
+    """``gy_rows^T @ im2col(x)``: the weight gradient as the matrix (O, kh·kw·C); ``gy_rows`` is (N·OH·OW, O).
+
+    On the CPU the sum over the samples runs a chunk at a time (one product per
+    chunk, added up); on a GPU one whole-batch product.
+    """
+    if backend.array_module(x) is not np:
+        return backend.matmul(gy_rows.T, _im2col(x, kh, kw, stride, padding, out_hw))
+    rows = out_hw[0] * out_hw[1]
+    gw = partial = None
+    for start, m, cols in _column_chunks(x, kh, kw, stride, padding, out_hw):
+        g = gy_rows[start * rows:(start + m) * rows].T
+        if gw is None:
+            gw = np.matmul(g, cols)
+        else:
+            partial = np.matmul(g, cols, out=partial)
+            gw += partial
+    return gw
 
 
 def _phase_rows(size: int, k: int, s: int, out: int, p: int) -> int:
@@ -160,12 +262,15 @@ def _transpose_conv_nhwc(x, weight, stride, padding, out_hw):
     (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
     hs, ws = _phase_rows(h, kh, sh, oh, ph), _phase_rows(w, kw, sw, ow, pw)
     on_cpu = xp is np
-    chunk = max(1, min(n, _CHUNK_ELEMENTS // (h * w * kh * kw * c))) if on_cpu else n
+    chunk = _chunk_size(n, h * w * kh * kw * c) if on_cpu else n
     w_cols = weight.transpose(0, 2, 3, 1).reshape(c_in, kh * kw * c)  # (C_in, (i, j, o)): a small copy
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
     full = xp.empty((n, hs, sh, ws, sw, c), dtype=x.dtype)
-    buf = xp.empty((sh, sw, chunk, hs, ws, c), dtype=x.dtype)
-    cols_buf = xp.empty((chunk * h * w, kh * kw * c), dtype=x.dtype) if on_cpu else None
+    if on_cpu:  # scratch arrays reused from call to call
+        buf = _workspace("phases", (sh, sw, chunk, hs, ws, c), x.dtype)
+        cols_buf = _workspace("columns", (chunk * h * w, kh * kw * c), x.dtype)
+    else:
+        buf = xp.empty((sh, sw, chunk, hs, ws, c), dtype=x.dtype)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         rows = x_nhwc[start:start + m].reshape(m * h * w, c_in)  # a copy only for NCHW-contiguous inputs
@@ -264,9 +369,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
                          f"(weight shape {weight.shape}, layout (out, in, kh, kw))")
     oh = _conv_out_size(h, kh, stride[0], padding[0], op, "height")
     ow = _conv_out_size(w, kw, stride[1], padding[1], op, "width")
-    cols = _im2col(x.data, kh, kw, stride, padding, (oh, ow))
     w_cols = weight.data.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)  # (O, (i, j, c)): a small copy
-    y = backend.matmul(cols, w_cols.T)  # (N·OH·OW, O)
+    y = _conv_rows(x.data, w_cols.T, kh, kw, stride, padding, (oh, ow))  # (N·OH·OW, O)
     parents = (x, weight)
     if bias is not None:
         bias = _check_bias(x, bias, o, op)
@@ -427,8 +531,7 @@ def conv2d_weight(x, gy, weight_shape, stride=1, padding=0) -> Tensor:
                          f"{weight_shape} with stride {stride} and padding {padding}: expected input (N, {c}, H, W) "
                          f"and output gradient {(n, o, oh, ow)}")
     xp = backend.array_module(x.data)
-    cols = _im2col(x.data, kh, kw, stride, padding, (oh, ow))
-    gw = backend.matmul(_rows(gy.data).T, cols)  # (O, (i, j, c))
+    gw = _weight_grad_rows(x.data, _rows(gy.data), kh, kw, stride, padding, (oh, ow))  # (O, (i, j, c))
     data = xp.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     return make_result(data, (x, gy), conv2d_weight_backward, ctx=(stride, padding))
 
