@@ -513,3 +513,20 @@ def test_cupy_float32_conv_gan_layers_equal_numpy():
             sg.set_backend("numpy")
     for a, b in zip(out["cupy"], out["numpy"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_outputs_and_flatten_gradient_are_dense_channels_last():
+    """The layouts the fast paths rely on: conv outputs are dense channels-last arrays (NCHW views of
+    NHWC memory, cropped output included), and a flatten's gradient comes back in its input's layout, so
+    that the elementwise rules between them read both operands in the same order."""
+    rng = np.random.default_rng(6)
+    x = sg.Tensor(rng.standard_normal((3, 4, 5, 5)), requires_grad=True)
+    w = sg.Tensor(rng.standard_normal((4, 6, 4, 4)))
+    y = ops.conv_transpose2d(x, w, stride=2, padding=1)  # (3, 6, 10, 10): a crop of the padded result
+    assert y.data.transpose(0, 2, 3, 1).flags.c_contiguous
+    z = ops.conv2d(y, sg.Tensor(rng.standard_normal((5, 6, 3, 3))), stride=2, padding=1)
+    assert z.data.transpose(0, 2, 3, 1).flags.c_contiguous
+    h = ops.leaky_relu(z, 0.2)
+    flat = ops.reshape(h, (3, -1))  # NCHW order: a copy of the channels-last memory
+    (g,) = sg.grad(ops.sum(flat * sg.Tensor(rng.standard_normal(flat.shape))), [h])
+    assert g.data.strides == h.data.strides

@@ -87,9 +87,13 @@ def leaky_relu_backward(g, out, needs):
     a = out._parents[0]
     slope = out._ctx
     # the local slope as an array, 1 where a > 0 and `slope` elsewhere (cheaper than where())
-    factor = (a.data > 0).astype(a.dtype)
+    xp = backend.array_module(a.data)
+    factor = xp.greater(a.data, 0, out=xp.empty_like(a.data))  # an array also for 0-d inputs; a's layout
     factor *= 1.0 - slope
     factor += slope
+    if not is_grad_enabled():  # first-order: the product into the temporary, one array less
+        factor *= g.data
+        return (wrap_array(factor),)
     return (mul(g, factor),)
 
 
@@ -97,7 +101,7 @@ def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
     """Elementwise ``a`` for a > 0, ``negative_slope * a`` otherwise."""
     xp = backend.array_module(a.data)
     negative_slope = float(negative_slope)  # a Python float takes a's dtype (a NumPy float64 would promote float32)
-    scaled = a.data * negative_slope
-    # max(a, s*a) is leaky_relu for 0 <= s <= 1 and avoids NumPy's slow where()
-    data = xp.maximum(a.data, scaled) if 0.0 <= negative_slope <= 1.0 else xp.where(a.data > 0, a.data, scaled)
+    scaled = xp.multiply(a.data, negative_slope, out=xp.empty_like(a.data))  # an array also for 0-d inputs
+    # max(a, s*a) is leaky_relu for 0 <= s <= 1 and avoids NumPy's slow where(); into the temporary
+    data = xp.maximum(a.data, scaled, out=scaled) if 0.0 <= negative_slope <= 1.0 else xp.where(a.data > 0, a.data, scaled)
     return make_result(data, (a,), leaky_relu_backward, ctx=negative_slope)

