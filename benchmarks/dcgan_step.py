@@ -347,6 +347,11 @@ def _make_variant(name, batch, use_gpu, seed=0):
 
 GRAD_TOLERANCE = 1e-9  # max |difference| / the largest gradient of that network, float64
 UPDATE_TOLERANCE = 1e-6  # max |difference of the parameter changes| / lr
+# max |difference| / (|torch's value| + 1e-3) of the BatchNorm running statistics. The second step's
+# batch statistics come from weights that already differ by up to UPDATE_TOLERANCE * lr (Adam divides
+# near-zero gradients by their own size), which moves a running mean of ~1e-3 by ~1e-9 relative; a
+# wrong momentum or variance correction is off by 1e-2 or more.
+RUNNING_TOLERANCE = 1e-7
 
 
 def check_same_update(seed=0, batch=8, steps=2, use_gpu=False) -> dict:
@@ -402,7 +407,7 @@ def check_same_update(seed=0, batch=8, steps=2, use_gpu=False) -> dict:
         else:
             note("update", float(np.max(np.abs((a - p0) - (b - p0)))) / LR, name)
     bad = [f"{kind} {value:.3g} at {where}" for kind, (value, where), limit in
-           zip(worst, worst.values(), (GRAD_TOLERANCE, UPDATE_TOLERANCE, GRAD_TOLERANCE)) if not value < limit]
+           zip(worst, worst.values(), (GRAD_TOLERANCE, UPDATE_TOLERANCE, RUNNING_TOLERANCE)) if not value < limit]
     if bad:
         raise SystemExit("scratchgan and PyTorch disagree on the DCGAN step (float64): " + "; ".join(bad))
     return {kind: value for kind, (value, _) in worst.items()}

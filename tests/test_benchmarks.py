@@ -235,7 +235,7 @@ def test_dcgan_update_check_passes_and_would_see_a_wrong_lr_or_gradient_scale(mo
     pytest.importorskip("torch")
     worst = dcgan_step.check_same_update()
     assert worst["grad"] < dcgan_step.GRAD_TOLERANCE and worst["update"] < dcgan_step.UPDATE_TOLERANCE
-    assert worst["running"] < dcgan_step.GRAD_TOLERANCE
+    assert worst["running"] < dcgan_step.RUNNING_TOLERANCE
     original_init, original_step = dcgan_step.TorchDCGAN.__init__, dcgan_step.TorchDCGAN.step
 
     # a learning rate 1% off moves the update by ~1e-2 lr
