@@ -14,7 +14,11 @@ The reference step (issue "Convolutional GANs end to end", item 6), float32:
   biases in front of a BatchNorm get a zero gradient in exact arithmetic).
 
 Variants, interleaved in one run (A, B, C, A, B, C, ...), their order rotated
-between repetitions:
+between repetitions, each in a worker process of its own that builds its model
+once and times a repetition when the parent asks (so every variant has its own
+heap, as a user's script has: glibc's malloc adapts its thresholds to the blocks
+a process frees, and in one shared process the variants changed each other's
+page faults and speed, e.g. PyTorch's own step from 7.4 to 5.6 steps/s at B = 64):
 
 * ``scratchgan``: the library through its public API only, written as a user
   would write it (``sg.nn`` layers in ``nn.Sequential``, ``sg.losses``,
@@ -442,12 +446,9 @@ def _openblas_threads() -> int | None:
 def threads_in_use() -> str:
     """The thread counts the libraries chose (nothing is set here): NumPy's BLAS, PyTorch's intra-op pool."""
     parts = [f"numpy BLAS {_openblas_threads() or '?'}"]
-    try:
-        import torch  # noqa: PLC0415
-
+    torch = sys.modules.get("torch")  # only where this process uses it: a scratchgan worker never imports it
+    if torch is not None:
         parts.append(f"torch intra-op {torch.get_num_threads()}")
-    except ImportError:
-        pass
     try:
         with open("/proc/self/status") as f:
             parts += [f"process threads {line.split()[1]}" for line in f if line.startswith("Threads:")]
@@ -472,6 +473,51 @@ def _worker(variant, batch, steps, use_gpu):
     print(json.dumps({"peak_rss_mb": _peak_rss_kb() / 1024}))
 
 
+def _serve(variant, batch, use_gpu):
+    """A timing worker: one variant in its own process, timed whenever the parent writes a request line.
+
+    A request ``{"steps": s, "warmup": w}`` is answered with ``{"rate": steps/s,
+    "faults": page faults per step}``; end of input ends the worker.
+    """
+    model, inputs, sync = _make_variant(variant, batch, use_gpu)
+    print(json.dumps({"ready": variant, "threads": threads_in_use()}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        faults = []
+        rate = _time_steps(model, inputs, sync, steps=request["steps"], warmup=request["warmup"], faults=faults)
+        print(json.dumps({"rate": rate, "faults": faults[0]}), flush=True)
+
+
+class _TimingWorker:
+    """The parent's handle on a :func:`_serve` process."""
+
+    def __init__(self, variant, batch, backend_name):
+        self.variant = variant
+        cmd = [sys.executable, os.path.abspath(__file__), "--serve", variant, "--batch-sizes", str(batch),
+               "--backend", backend_name]
+        # the environment carries --warm-heap (heap_setting); stderr is the parent's, so a failure shows
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.threads = self._read()["threads"]
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {self.variant} timing worker stopped (exit status {self.proc.wait()}); "
+                             "its error is above")
+        return json.loads(line)
+
+    def time(self, steps: int, warmup: int) -> tuple[float, float]:
+        """Steps per second and page faults per step of one repetition."""
+        self.proc.stdin.write(json.dumps({"steps": steps, "warmup": warmup}) + "\n")
+        self.proc.stdin.flush()
+        answer = self._read()
+        return answer["rate"], answer["faults"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 # --------------------------------------------------------------------------- the profile
 
 
@@ -487,8 +533,10 @@ def _family(func) -> str:
     if rel == "ops/conv.py":
         if name == "_transpose_conv_nhwc":
             return "transposed conv (ConvTranspose2d fwd, conv2d input grads): its GEMM + col2im"
-        if name == "_im2col":
+        if name in ("_im2col", "_column_chunks", "_windows"):
             return "im2col"
+        if name in ("_conv_rows", "_weight_grad_rows"):
+            return "GEMMs of conv2d / conv2d_weight (one per chunk of samples)"
         return "conv ops: the rest (weight reshapes, checks)"
     if rel == "optim.py":
         return "Adam"
@@ -598,6 +646,7 @@ def main(argv=None):
     parser.add_argument("--warm-heap", action="store_true",
                         help="run every variant as the scratchgan command runs (scratchgan.process.keep_heap_warm)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     heap = heap_setting(args.warm_heap)
@@ -605,6 +654,8 @@ def main(argv=None):
     use_gpu = args.backend == "cupy"
     if args.worker:
         return _worker(args.worker, args.batch_sizes[0], args.steps, use_gpu)
+    if args.serve:
+        return _serve(args.serve, args.batch_sizes[0], use_gpu)
 
     try:
         import torch  # noqa: PLC0415
@@ -630,9 +681,9 @@ def main(argv=None):
     variants = [v for v in VARIANTS if v != "torch" or torch_version]
     results = []
     for batch in args.batch_sizes:
-        models = {v: _make_variant(v, batch, use_gpu) for v in variants}
+        workers = {v: _TimingWorker(v, batch, args.backend) for v in variants}
         # calibrate the number of steps per repetition on the slowest variant, after warm-up
-        rates = {v: _time_steps(*models[v], steps=3, warmup=2) for v in variants}
+        rates = {v: workers[v].time(steps=3, warmup=2)[0] for v in variants}
         steps = max(3, int(args.seconds * min(rates.values())))
         samples = {v: [] for v in variants}
         faults = {v: [] for v in variants}
@@ -641,9 +692,13 @@ def main(argv=None):
             # (PyTorch's OpenMP workers keep spinning for a while after its step returns)
             for v in variants[rep % len(variants):] + variants[:rep % len(variants)]:
                 time.sleep(0.2)
-                samples[v].append(_time_steps(*models[v], steps=steps, warmup=max(2, steps // 5), faults=faults[v]))
+                rate, fault = workers[v].time(steps=steps, warmup=max(2, steps // 5))
+                samples[v].append(rate)
+                faults[v].append(fault)
+        for worker in workers.values():
+            worker.close()
         row = {"batch": batch, "steps_per_rep": steps, "gflop_per_step": gemm_flops(batch) / 1e9,
-               "threads": threads_in_use()}
+               "threads": "; ".join(f"{v}: {w.threads}" for v, w in workers.items())}
         for v in variants:
             row[v] = statistics.median(samples[v])
             row[f"faults_{v}"] = statistics.median(faults[v])

@@ -279,7 +279,7 @@ def test_dcgan_benchmark_script_runs_and_writes_its_table(tmp_path):
     assert done.returncode == 0, done.stderr
     printed = done.stdout
     assert "check: scratchgan and PyTorch DCGAN updates agree" in printed and "| 4 |" in printed
-    assert "threads in use: numpy BLAS" in printed and "page faults/step" in printed
+    assert "threads in use: scratchgan: numpy BLAS" in printed and "page faults/step" in printed
     row = json.loads(out.read_text())["rows"][0]
     assert row["batch"] == 4 and row["scratchgan"] > 0 and row["torch"] > 0 and row["floor"] > 0
     for key in ("vs_torch", "vs_floor"):
