@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import backend, kernels, memory
 from ..engine import is_grad_enabled, make_result, wrap_array
 from ..tensor import Tensor
 from .arith import mul, neg, sub
@@ -74,13 +74,14 @@ def relu_backward(g, out, needs):
     if not is_grad_enabled():  # first-order: nothing to record, work on the arrays directly
         if backend.array_module(x) is not np:
             return (wrap_array(kernels.relu_grad(g.data, x)),)  # one fused kernel on the GPU
-        return (wrap_array(g.data * (x > 0)),)
+        return (wrap_array(np.multiply(g.data, x > 0, out=memory.empty_like(g.data))),)
     return (mul(g, x > 0),)
 
 
 def relu(a: Tensor) -> Tensor:
     """Elementwise ``max(a, 0)``; the gradient at 0 is 0."""
-    return make_result(backend.array_module(a.data).maximum(a.data, 0), (a,), relu_backward)
+    return make_result(backend.array_module(a.data).maximum(a.data, 0, out=memory.empty_like(a.data)), (a,),
+                       relu_backward)
 
 
 def leaky_relu_backward(g, out, needs):
@@ -88,7 +89,7 @@ def leaky_relu_backward(g, out, needs):
     slope = out._ctx
     # the local slope as an array, 1 where a > 0 and `slope` elsewhere (cheaper than where())
     xp = backend.array_module(a.data)
-    factor = xp.greater(a.data, 0, out=xp.empty_like(a.data))  # an array also for 0-d inputs; a's layout
+    factor = xp.greater(a.data, 0, out=memory.empty_like(a.data))  # an array also for 0-d inputs; a's layout
     factor *= 1.0 - slope
     factor += slope
     if not is_grad_enabled():  # first-order: the product into the temporary, one array less
@@ -101,7 +102,7 @@ def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
     """Elementwise ``a`` for a > 0, ``negative_slope * a`` otherwise."""
     xp = backend.array_module(a.data)
     negative_slope = float(negative_slope)  # a Python float takes a's dtype (a NumPy float64 would promote float32)
-    scaled = xp.multiply(a.data, negative_slope, out=xp.empty_like(a.data))  # an array also for 0-d inputs
+    scaled = xp.multiply(a.data, negative_slope, out=memory.empty_like(a.data))  # an array also for 0-d inputs
     # max(a, s*a) is leaky_relu for 0 <= s <= 1 and avoids NumPy's slow where(); into the temporary
     data = xp.maximum(a.data, scaled, out=scaled) if 0.0 <= negative_slope <= 1.0 else xp.where(a.data > 0, a.data, scaled)
     return make_result(data, (a,), leaky_relu_backward, ctx=negative_slope)

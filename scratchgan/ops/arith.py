@@ -9,7 +9,9 @@ engine reduces them (see ``engine._unbroadcast``).
 
 from __future__ import annotations
 
-from .. import backend
+import numpy as np
+
+from .. import backend, memory
 from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
 from ..tensor import Tensor
 from .shape import reshape, swapaxes
@@ -22,8 +24,13 @@ def _broadcast_error(op: str, a: Tensor, b: Tensor) -> ValueError:
 def _elementwise(op: str, ufunc_name: str, a, b, rule):
     a, b = binary_operands(a, b, op)
     xp = backend.array_module(a.data)
+    ad, bd = a.data, b.data
     try:
-        data = getattr(xp, ufunc_name)(a.data, b.data)
+        if xp is np and ad.shape == bd.shape and ad.dtype == bd.dtype and ad.dtype.kind == "f":
+            # same shape (gradient sums, most products): a large output comes from the array cache
+            data = getattr(xp, ufunc_name)(ad, bd, out=memory.empty_like(ad))
+        else:
+            data = getattr(xp, ufunc_name)(ad, bd)
     except ValueError:
         raise _broadcast_error(op, a, b) from None
     return make_result(data, (a, b), rule)

@@ -50,7 +50,7 @@ import threading
 
 import numpy as np
 
-from .. import backend
+from .. import backend, memory
 from ..engine import binary_operands, make_result
 from ..tensor import Tensor
 
@@ -213,7 +213,7 @@ def _conv_rows(x, w_t, kh: int, kw: int, stride, padding, out_hw):
     if backend.array_module(x) is not np:
         return backend.matmul(_im2col(x, kh, kw, stride, padding, out_hw), w_t)
     rows = out_hw[0] * out_hw[1]
-    y = np.empty((x.shape[0] * rows, w_t.shape[1]), dtype=x.dtype)
+    y = memory.empty((x.shape[0] * rows, w_t.shape[1]), x.dtype)
     for start, m, cols in _column_chunks(x, kh, kw, stride, padding, out_hw):
         np.matmul(cols, w_t, out=y[start * rows:(start + m) * rows])
     return y
@@ -266,7 +266,7 @@ def _transpose_conv_nhwc(x, weight, stride, padding, out_hw):
     chunk = _chunk_size(n, h * w * kh * kw * c) if on_cpu else n
     w_cols = weight.transpose(0, 2, 3, 1).reshape(c_in, kh * kw * c)  # (C_in, (i, j, o)): a small copy
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    out = xp.empty((n, oh, ow, c), dtype=x.dtype)
+    out = memory.empty((n, oh, ow, c), x.dtype) if on_cpu else xp.empty((n, oh, ow, c), dtype=x.dtype)
     if on_cpu:  # scratch arrays reused from call to call
         buf = _workspace("phases", (sh, sw, chunk, hs, ws, c), x.dtype)
         cols_buf = _workspace("columns", (chunk * h * w, kh * kw * c), x.dtype)

@@ -33,7 +33,7 @@ two paths).
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, memory
 from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
 from ..tensor import Tensor
 from .arith import add, mul, pow, sub
@@ -79,7 +79,7 @@ def batch_norm_backward(g, out, needs):
 def _grads_of_arrays(g, x_hat, r, weight, axes, shape, m, needs):
     xp = backend.array_module(g)
     g_beta = g.sum(axis=axes)
-    tmp = xp.multiply(g, x_hat)
+    tmp = xp.multiply(g, x_hat, out=memory.empty_like(x_hat))
     g_gamma = tmp.sum(axis=axes)
     gx = None
     if needs[0]:
@@ -124,8 +124,8 @@ def batch_norm_with_stats(x, weight=None, bias=None, eps: float = 1e-5):
         raise ValueError(f"{op}: expected more than 1 value per channel, got input shape {x.shape}")
     xp = backend.array_module(x.data)
     mu = x.data.mean(axis=axes, keepdims=True)
-    x_hat = xp.subtract(x.data, mu)
-    y = xp.multiply(x_hat, x_hat)
+    x_hat = xp.subtract(x.data, mu, out=memory.empty_like(x.data))
+    y = xp.multiply(x_hat, x_hat, out=memory.empty_like(x_hat))
     var = y.mean(axis=axes, keepdims=True)
     r = 1.0 / xp.sqrt(var + eps)
     x_hat *= r

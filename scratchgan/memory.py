@@ -1,0 +1,160 @@
+"""Large host arrays reused from one training step to the next: a small caching allocator for NumPy.
+
+CuPy keeps freed device memory in its memory pool and hands it out again.
+NumPy hands every array to ``malloc``, and glibc gives large freed blocks
+back to the kernel (``munmap``, or a trim of the heap top once more than a
+threshold is free). A training step allocates and frees the same large
+arrays every time (conv outputs, batch-norm and activation arrays, their
+gradients), so every step paid the kernel's page faults to get the same
+memory back: about 10,000 per DCGAN step at batch 64 (40 MB), a tenth of the
+step. ``scratchgan.process.keep_heap_warm`` avoids them by changing malloc's
+settings for the whole process, which only an application may do; this
+cache avoids most of them inside the library.
+
+How it works: the hot ops ask :func:`empty` / :func:`empty_like` for their
+large outputs (at least :data:`MIN_BYTES`) on the CPU. The cache keeps every
+array it handed out, per (shape, dtype), and hands one out again once
+nothing else refers to it: its reference count is back to the cache's own
+(a Tensor, a view of it, a saved tensor of the graph, a user's variable: any
+of them keeps it in use). So an array is never reused while it can still be
+read, and the memory of a step is the memory of the last step.
+
+Bounds: arrays of :data:`MIN_BYTES` to :data:`MAX_ARRAY_BYTES` only, at most
+:data:`MAX_PER_KEY` arrays per shape and dtype, and :data:`MAX_BYTES` in all;
+past that, free arrays are dropped (oldest shapes first) or the new one is
+not cached. :func:`clear` drops every free array.
+Per thread. On CuPy (whose own pool does this) and for small arrays,
+:func:`empty` is the backend's ``empty``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+
+from . import backend
+
+#: Arrays smaller than this come from malloc's free lists, which do not fault: not cached.
+MIN_BYTES = 1 << 18
+#: Arrays larger than this are not cached: a training step's arrays are far smaller (12.8 MB is the
+#: largest activation of the DCGAN step at batch 256); larger ones come from one-off work, such as
+#: sampling thousands of images for an evaluation, whose memory should go back to the system.
+MAX_ARRAY_BYTES = 32 << 20
+#: At most this many arrays of one shape and dtype are cached (live or free).
+MAX_PER_KEY = 16
+#: At most this many bytes of arrays are cached (live or free) per thread.
+MAX_BYTES = 512 << 20
+
+_local = threading.local()
+
+
+def _refs(entries: list, i: int) -> int:
+    return sys.getrefcount(entries[i])
+
+
+#: The reference count of an array that only the cache holds, as :func:`_refs` sees it (measured, so that
+#: it stays right where the interpreter counts references differently).
+_FREE_REFS = _refs([np.empty(1)], 0)
+
+
+def _state():
+    state = getattr(_local, "state", None)
+    if state is None:
+        state = _local.state = {"arrays": {}, "bytes": 0}
+    return state
+
+
+def _take_free(entries: list):
+    for i in range(len(entries)):
+        if _refs(entries, i) <= _FREE_REFS:
+            array = entries.pop(i)
+            entries.append(array)  # most recently used last
+            return array
+    return None
+
+
+def _drop_free(state, keep_key=None, room: int | None = None) -> None:
+    """Drop free arrays, the oldest shapes first (not ``keep_key``'s); with ``room``, only until that many
+    more bytes fit under :data:`MAX_BYTES`."""
+    arrays = state["arrays"]
+    for key in list(arrays):
+        if room is not None and state["bytes"] + room <= MAX_BYTES:
+            return
+        if key == keep_key:
+            continue
+        entries = arrays[key]
+        for i in reversed(range(len(entries))):
+            if _refs(entries, i) <= _FREE_REFS:
+                state["bytes"] -= entries.pop(i).nbytes
+        if not entries:
+            del arrays[key]
+
+
+def empty(shape, dtype):
+    """An uninitialised C-contiguous host array, reused from the cache when a free one of this shape exists.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy dtype
+
+    Returns
+    -------
+    numpy.ndarray
+        Its values are whatever the last user left: write every element.
+    """
+    shape = tuple(int(v) for v in shape)
+    dtype = np.dtype(dtype)
+    nbytes = dtype.itemsize
+    for v in shape:
+        nbytes *= v
+    if nbytes < MIN_BYTES or nbytes > MAX_ARRAY_BYTES:
+        return np.empty(shape, dtype)
+    state = _state()
+    key = (shape, dtype.str)
+    entries = state["arrays"].setdefault(key, [])
+    array = _take_free(entries)
+    if array is not None:
+        return array
+    array = np.empty(shape, dtype)
+    if len(entries) < MAX_PER_KEY:
+        if state["bytes"] + nbytes > MAX_BYTES:
+            _drop_free(state, keep_key=key, room=nbytes)
+        if state["bytes"] + nbytes <= MAX_BYTES:
+            entries.append(array)
+            state["bytes"] += nbytes
+    return array
+
+
+def empty_like(a, dtype=None):
+    """An uninitialised array of ``a``'s shape in ``a``'s memory order (as ``empty_like``), cached on the CPU.
+
+    A dense array in any axis order (a channels-last conv output seen as
+    NCHW, say) gets the same order, so that elementwise work on the two
+    reads and writes memory in one order. Other layouts (broadcast or
+    cropped views) and GPU arrays get the backend's own ``empty_like``.
+    """
+    xp = backend.array_module(a)
+    dtype = a.dtype if dtype is None else np.dtype(dtype)
+    if xp is not np or not MIN_BYTES <= a.size * dtype.itemsize <= MAX_ARRAY_BYTES:
+        return xp.empty_like(a, dtype=dtype)
+    order = sorted(range(a.ndim), key=lambda ax: -abs(a.strides[ax]))  # outermost axis first
+    in_order = a.transpose(order)
+    if not in_order.flags.c_contiguous:
+        return np.empty_like(a, dtype=dtype)
+    inverse = [0] * a.ndim
+    for position, ax in enumerate(order):
+        inverse[ax] = position
+    return empty(in_order.shape, dtype).transpose(inverse)
+
+
+def clear() -> None:
+    """Drop the free arrays of this thread's cache (live ones stay with their users)."""
+    _drop_free(_state())
+
+
+def cached_bytes() -> int:
+    """Bytes of the arrays this thread's cache holds (live and free)."""
+    return _state()["bytes"]

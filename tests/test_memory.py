@@ -1,0 +1,117 @@
+"""The array cache (scratchgan/memory.py): reuse only when nothing refers to an array, and bounds."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import scratchgan as sg
+from scratchgan import losses, memory, nn, optim
+
+BIG = (256, 256)  # 256 KiB in float32: at MIN_BYTES
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    memory.clear()
+    yield
+    memory.clear()
+
+
+def test_an_array_is_handed_out_again_only_after_its_last_reference_is_gone():
+    a = memory.empty(BIG, np.float32)
+    b = memory.empty(BIG, np.float32)
+    assert a is not b and a.shape == BIG and a.dtype == np.float32 and a.flags.c_contiguous
+    a_id = id(a)
+    del a
+    c = memory.empty(BIG, np.float32)
+    assert id(c) == a_id  # the free one comes back
+    d = memory.empty(BIG, np.float32)
+    assert d is not b and d is not c  # b and c are still held
+
+
+@pytest.mark.parametrize("holder", ["view", "tensor", "list", "transpose"])
+def test_anything_that_refers_to_an_array_keeps_it_in_use(holder):
+    a = memory.empty(BIG, np.float32)
+    keep = {"view": lambda: a[1:], "tensor": lambda: sg.as_tensor(a), "list": lambda: [a],
+            "transpose": lambda: a.T}[holder]()
+    a_id = id(a)
+    del a
+    gc.collect()
+    b = memory.empty(BIG, np.float32)
+    assert id(b) != a_id
+    del keep
+
+
+def test_other_shapes_dtypes_and_small_arrays_are_not_mixed_up():
+    a = memory.empty(BIG, np.float32)
+    del a
+    assert memory.empty(BIG, np.float64).dtype == np.float64
+    assert memory.empty((256, 512), np.float32).shape == (256, 512)
+    before = memory.cached_bytes()
+    small = memory.empty((4, 4), np.float32)
+    assert small.shape == (4, 4) and memory.cached_bytes() == before  # below MIN_BYTES: plain np.empty
+    huge = memory.empty((memory.MAX_ARRAY_BYTES // 4 + 1,), np.float32)
+    assert memory.cached_bytes() == before  # one-off large arrays go back to the system
+    del huge
+
+
+def test_empty_like_keeps_a_channels_last_layout_and_falls_back_for_views():
+    nhwc = np.zeros((8, 16, 16, 64), np.float32)
+    nchw_view = nhwc.transpose(0, 3, 1, 2)
+    before = memory.cached_bytes()
+    out = memory.empty_like(nchw_view)
+    assert out.shape == nchw_view.shape and out.strides == nchw_view.strides
+    assert memory.cached_bytes() == before + out.nbytes  # from the cache, not NumPy's fallback
+    cropped = nhwc[:, 1:, 1:, :].transpose(0, 3, 1, 2)  # not dense: NumPy's own empty_like
+    assert memory.empty_like(cropped).shape == cropped.shape
+    broadcast = np.broadcast_to(np.zeros((1, 512), np.float32), (512, 512))
+    assert memory.empty_like(broadcast).strides == np.empty_like(broadcast).strides  # NumPy's choice
+
+
+def test_bounds_per_shape_and_in_bytes(monkeypatch):
+    monkeypatch.setattr(memory, "MAX_PER_KEY", 2)
+    held = [memory.empty(BIG, np.float32) for _ in range(4)]  # only two are cached
+    assert memory.cached_bytes() == 2 * held[0].nbytes
+    monkeypatch.setattr(memory, "MAX_BYTES", 3 * held[0].nbytes)
+    del held
+    other = [memory.empty((128, 1024), np.float32) for _ in range(2)]  # the free BIG arrays make room
+    assert memory.cached_bytes() <= 3 * other[0].nbytes
+    del other
+    memory.clear()
+    assert memory.cached_bytes() == 0
+
+
+def _train(steps, seed=0):
+    """A few steps of a small DCGAN-like model in float32: conv, transposed conv, batch norm, activations."""
+    rng = np.random.default_rng(seed)
+    G = nn.Sequential(nn.Linear(8, 4 * 4 * 8, rng=rng), nn.BatchNorm1d(128), nn.ReLU(), nn.Unflatten(1, (8, 4, 4)),
+                      nn.ConvTranspose2d(8, 4, 4, 2, 1, rng=rng), nn.BatchNorm2d(4), nn.ReLU(),
+                      nn.ConvTranspose2d(4, 1, 4, 2, 1, rng=rng), nn.Tanh())
+    D = nn.Sequential(nn.Conv2d(1, 4, 4, 2, 1, rng=rng), nn.LeakyReLU(0.2), nn.Conv2d(4, 8, 4, 2, 1, rng=rng),
+                      nn.BatchNorm2d(8), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(128, 1, rng=rng))
+    opt_g, opt_d = optim.Adam(G.parameters(), lr=1e-3), optim.Adam(D.parameters(), lr=1e-3)
+    data = rng.uniform(-1, 1, (steps, 16, 1, 16, 16)).astype(np.float32)
+    for step in range(steps):
+        z = sg.as_tensor(rng.standard_normal((16, 8)).astype(np.float32))
+        opt_d.zero_grad()
+        losses.d_loss("ns", D(sg.as_tensor(data[step])), D(G(z).detach())).backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        losses.g_loss("ns", D(G(z))).backward()
+        opt_g.step()
+    return [p.numpy().copy() for p in list(G.parameters()) + list(D.parameters())]
+
+
+def test_training_with_every_array_cached_is_bit_identical_to_training_without(monkeypatch):
+    """With MIN_BYTES = 0 every op output of the step goes through the cache: reusing an array that
+    something still read would change the numbers."""
+    monkeypatch.setattr(memory, "MIN_BYTES", 1 << 62)
+    plain = _train(4)
+    monkeypatch.setattr(memory, "MIN_BYTES", 0)
+    cached = _train(4)
+    assert memory.cached_bytes() > 0
+    for a, b in zip(plain, cached):
+        np.testing.assert_array_equal(a, b)
