@@ -74,14 +74,17 @@ def relu_backward(g, out, needs):
     if not is_grad_enabled():  # first-order: nothing to record, work on the arrays directly
         if backend.array_module(x) is not np:
             return (wrap_array(kernels.relu_grad(g.data, x)),)  # one fused kernel on the GPU
+        if g.data.nbytes < memory.MIN_BYTES:  # small: skip the cache's bookkeeping
+            return (wrap_array(g.data * (x > 0)),)
         return (wrap_array(np.multiply(g.data, x > 0, out=memory.empty_like(g.data))),)
     return (mul(g, x > 0),)
 
 
 def relu(a: Tensor) -> Tensor:
     """Elementwise ``max(a, 0)``; the gradient at 0 is 0."""
-    return make_result(backend.array_module(a.data).maximum(a.data, 0, out=memory.empty_like(a.data)), (a,),
-                       relu_backward)
+    xp, x = backend.array_module(a.data), a.data
+    data = xp.maximum(x, 0) if x.nbytes < memory.MIN_BYTES else xp.maximum(x, 0, out=memory.empty_like(x))
+    return make_result(data, (a,), relu_backward)
 
 
 def leaky_relu_backward(g, out, needs):

@@ -26,7 +26,8 @@ def _elementwise(op: str, ufunc_name: str, a, b, rule):
     xp = backend.array_module(a.data)
     ad, bd = a.data, b.data
     try:
-        if xp is np and ad.shape == bd.shape and ad.dtype == bd.dtype and ad.dtype.kind == "f":
+        if (xp is np and ad.nbytes >= memory.MIN_BYTES and ad.shape == bd.shape and ad.dtype == bd.dtype
+                and ad.dtype.kind == "f"):
             # same shape (gradient sums, most products): a large output comes from the array cache
             data = getattr(xp, ufunc_name)(ad, bd, out=memory.empty_like(ad))
         else:
