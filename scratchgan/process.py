@@ -26,7 +26,9 @@ def keep_heap_warm() -> bool:
     frees the same large arrays (activations, im2col columns, gradients) every
     time, so each step can pay thousands of page faults to get the memory
     back (measured: 10,000-35,000 faults per DCGAN step at B = 64-256,
-    30-390 ms of system time, against none with the thresholds fixed). Fixing
+    30-390 ms of system time, against none with the thresholds fixed; the
+    library's own array cache, :mod:`scratchgan.memory`, now avoids most of
+    them for the arrays of its hot ops). Fixing
     the mmap threshold at 32 MB and the trim threshold at 1 GB keeps the
     freed memory in the process for the next step; the cost is that the
     process's resident memory does not shrink after a peak (at most the peak
