@@ -92,7 +92,10 @@ def leaky_relu_backward(g, out, needs):
     slope = out._ctx
     # the local slope as an array, 1 where a > 0 and `slope` elsewhere (cheaper than where())
     xp = backend.array_module(a.data)
-    factor = xp.greater(a.data, 0, out=memory.empty_like(a.data))  # an array also for 0-d inputs; a's layout
+    if xp is np:  # into a cached array of a's layout; an array also for 0-d inputs (a NumPy scalar otherwise)
+        factor = np.greater(a.data, 0, out=memory.empty_like(a.data))
+    else:
+        factor = (a.data > 0).astype(a.dtype)
     factor *= 1.0 - slope
     factor += slope
     if not is_grad_enabled():  # first-order: the product into the temporary, one array less
