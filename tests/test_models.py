@@ -291,9 +291,12 @@ def test_auto_picks_the_image_recipe_for_image_data():
         c = resolve(TrainConfig(data=name))
         assert recipe_name(c) == "image", name
         assert (c.arch, c.z_dim, c.batch_size, c.steps) == ("dcgan", 100, 64, IMAGE_RECIPE["steps"])
-        assert (c.optimizer, c.lr_g, c.lr_d, tuple(c.betas), c.n_critic) == ("adam", 2e-4, 2e-4, (0.5, 0.999), 1)
+        # DCGAN's Adam with the image recipe's learning rate for the default loss (IMAGE_LOSS_RECIPES)
+        assert (c.optimizer, c.lr_g, c.lr_d, tuple(c.betas), c.n_critic) == ("adam", 4e-4, 4e-4, (0.5, 0.999), 1)
         assert (c.ema_decay, c.r1, c.lr_decay) == (IMAGE_RECIPE["ema_decay"], IMAGE_RECIPE["r1"], "none")
     # another loss keeps the image networks and budget with its paper's optimiser
+    hinge = resolve(TrainConfig(data="mnist", loss="hinge"))
+    assert (hinge.lr_g, hinge.lr_d, hinge.steps) == (2e-4, 2e-4, IMAGE_RECIPE["steps"])
     gp = resolve(TrainConfig(data="mnist", loss="wgan-gp"))
     assert (gp.arch, gp.z_dim, gp.optimizer, gp.lr_d, tuple(gp.betas), gp.n_critic) == \
         ("dcgan", 100, "adam", 1e-4, (0.5, 0.9), 5)
