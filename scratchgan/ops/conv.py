@@ -24,24 +24,30 @@ first-order backward) they compute arrays and record nothing; with
 
 How the forward is computed (CPU and GPU, the same code)
 --------------------------------------------------------
-*im2col*: the input, viewed channels-last (N, H, W, C) and padded once, is
-seen through :func:`as_strided` as the 6-D array of windows (N, OH, OW, kh,
-kw, C) without a copy; one reshape copies it into the column matrix
-(N·OH·OW, kh·kw·C) (each run of kw·C values is contiguous in the source, so
-the copy is fast), and one
-matrix product with the weight (kh·kw·C, O) gives (N·OH·OW, O), i.e. the
-output in NHWC memory. It is returned as the NCHW *view* of that array (a
+*im2col*: the input, viewed channels-last (N, H, W, C) and padded, is seen
+through :func:`as_strided` as the 6-D array of windows (N, OH, OW, kh, kw, C)
+without a copy; one copy turns it into the column matrix (N·OH·OW, kh·kw·C)
+(each run of kw·C values is contiguous in the source, so the copy is fast),
+and one matrix product with the weight (kh·kw·C, O) gives (N·OH·OW, O), i.e.
+the output in NHWC memory. It is returned as the NCHW *view* of that array (a
 transpose, no copy): the next layer's channels-last view of it is then free.
+On the CPU this runs a chunk of samples at a time, the chunk's padded input
+and columns in scratch arrays reused from call to call (:func:`_workspace`),
+so that the product reads the columns from cache and no whole-batch column
+matrix is allocated.
 
 *col2im* (the transposed convolution): one product of the input rows
 (N·H·W, C_in) with the weight read as (C_in, kh·kw·C_out) gives, for each
 input pixel, the values it adds at each kernel tap; they are summed into a
 zero buffer with kh·kw slice-adds (never ``add.at``). The buffer is kept
 phase-major, (s_h, s_w, N, H_s, W_s, C_out), so that each slice-add writes
-contiguous rows of W·C_out values; one strided copy interleaves the phases
-into (N, H_p, W_p, C_out), and the output is its cropped NCHW view. On the
-CPU this runs a chunk of samples at a time, so that the product's output is
-still in cache when the adds read it.
+contiguous rows of W·C_out values; one strided copy per phase moves the rows
+and columns that survive the crop into a dense (N, OH, OW, C_out) output,
+returned as its NCHW view. On the CPU this runs a chunk of samples at a time,
+so that the product's output is still in cache when the adds read it.
+
+Large outputs come from :mod:`scratchgan.memory` on the CPU (reused between
+steps instead of new blocks from malloc).
 """
 
 from __future__ import annotations
