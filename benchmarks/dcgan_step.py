@@ -531,11 +531,13 @@ def _family(func) -> str:
     if rel == "backend.py" and name == "matmul":
         return "GEMMs (backend.matmul)"
     if rel == "ops/conv.py":
-        if name == "_transpose_conv_nhwc":
-            return "transposed conv (ConvTranspose2d fwd, conv2d input grads): its GEMM + col2im"
+        if name == "_transpose_conv_by_adds":
+            return "transposed conv by slice-adds (few output channels): its GEMM + col2im"
+        if name == "_transpose_conv_by_phases":
+            return "transposed conv by phases: its GEMMs + the phases' im2col and copies"
         if name in ("_im2col", "_column_chunks", "_windows"):
             return "im2col"
-        if name in ("_conv_rows", "_weight_grad_rows"):
+        if name == "_column_products":
             return "GEMMs of conv2d / conv2d_weight (one per chunk of samples)"
         return "conv ops: the rest (weight reshapes, checks)"
     if rel == "optim.py":

@@ -50,7 +50,19 @@ TRANSPOSE_CASES = [
     ((2, 1, 5, 3), (1, 2, 2, 3), (1, 2), 2, (0, 1)),  # output_padding larger than the padding
     ((1, 2, 4, 4), (2, 2, 5, 5), 2, 2, 1),
     ((2, 9, 3, 2), (9, 10, 4, 3), 2, (1, 0), 1),  # many output channels
+    ((2, 3, 3, 4), (3, 2, 1, 2), 3, 0, (2, 1)),  # kernel smaller than the stride: rows and columns no tap reaches
+    ((2, 6, 3, 3), (6, 1, 4, 4), 2, 1, 0),  # many input channels per output channel
 ]
+
+# The two ways _transpose_conv_nhwc computes (ops/conv.py): by phases (products only) or by slice-adds.
+# A test that takes ``method`` forces one through the channel-ratio threshold that chooses between them.
+METHODS = {"phases": 10 ** 9, "adds": 0}
+
+
+def force_method(monkeypatch, method):
+    from scratchgan.ops import conv
+
+    monkeypatch.setattr(conv, "_PHASES_MAX_CHANNEL_RATIO", METHODS[method])
 
 
 def conv_out(x_shape, w_shape, stride, padding):
@@ -73,9 +85,11 @@ def test_conv2d_forward_equals_direct_loop(case, bias):
                                atol=1e-12)
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("case", TRANSPOSE_CASES)
-def test_conv_transpose2d_forward_equals_direct_loop(case, bias):
+def test_conv_transpose2d_forward_equals_direct_loop(case, bias, method, monkeypatch):
+    force_method(monkeypatch, method)
     x_shape, w_shape, stride, padding, output_padding = case
     rng = np.random.default_rng(1)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[1])
@@ -89,14 +103,22 @@ def test_conv_transpose2d_forward_equals_direct_loop(case, bias):
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("samples_per_chunk", [1, 2])
 @pytest.mark.parametrize("case", TRANSPOSE_CASES)
-def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(case, samples_per_chunk, monkeypatch):
+def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(case, samples_per_chunk, method, monkeypatch):
     """On the CPU the batch runs in chunks (one or two samples at a time here): the same values."""
     from scratchgan.ops import conv
 
+    force_method(monkeypatch, method)
     x_shape, w_shape, stride, padding, output_padding = case
-    per_sample = x_shape[2] * x_shape[3] * w_shape[1] * w_shape[2] * w_shape[3]  # column-buffer elements
+    (sh, sw), (ph, pw), (qh, qw) = pair(stride), pair(padding), pair(output_padding)
+    kh, kw = w_shape[2:]
+    oh, ow = (x_shape[2] - 1) * sh - 2 * ph + kh + qh, (x_shape[3] - 1) * sw - 2 * pw + kw + qw
+    if method == "adds":  # column-buffer elements per sample
+        per_sample = x_shape[2] * x_shape[3] * w_shape[1] * kh * kw
+    else:  # the largest phase's output pixels x its taps x C_in
+        per_sample = -(-oh // sh) * -(-ow // sw) * -(-kh // sh) * -(-kw // sw) * x_shape[1]
     monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", samples_per_chunk * per_sample)
     x_shape = (5,) + x_shape[1:]  # a batch that does not divide into equal chunks
     rng = np.random.default_rng(2)
@@ -127,8 +149,10 @@ def test_conv2d_and_weight_gradient_in_chunks_of_samples_equal_direct_loop(case,
                                atol=1e-12)
 
 
-def test_reused_scratch_buffers_do_not_leak_between_calls():
+@pytest.mark.parametrize("method", METHODS)
+def test_reused_scratch_buffers_do_not_leak_between_calls(method, monkeypatch):
     """The chunk loops reuse their scratch arrays: a call after a larger one with other values and padding is exact."""
+    force_method(monkeypatch, method)
     rng = np.random.default_rng(5)
     big = rng.standard_normal((3, 4, 9, 9)) + 100.0  # large values left in the padded and column buffers
     ops.conv2d(f64(big), f64(rng.standard_normal((2, 4, 3, 3))), padding=2)
