@@ -36,7 +36,10 @@ and columns in scratch arrays reused from call to call (:func:`_workspace`),
 so that the product reads the columns from cache and no whole-batch column
 matrix is allocated.
 
-*col2im* (the transposed convolution): one product of the input rows
+*col2im* (the transposed convolution), by phases when C_in <= 2 C_out: each of
+the s_h·s_w output phases (every s-th row and column) is a stride-1 convolution of
+the input with the kernel taps that reach it, computed by im2col and one product
+(:func:`_transpose_conv_by_phases`). Otherwise by slice-adds: one product of the input rows
 (N·H·W, C_in) with the weight read as (C_in, kh·kw·C_out) gives, for each
 input pixel, the values it adds at each kernel tap; they are summed into a
 zero buffer with kh·kw slice-adds (never ``add.at``). The buffer is kept
@@ -294,10 +297,9 @@ def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
     sub_weights = {}  # (r, t) -> (taps_r · taps_t · C_in, C_out), the phase's kernel taps in window order
     for r, *_ in row_phases:
         for t, *_ in col_phases:
-            taps_r, taps_t = list(range(r, kh, sh))[::-1], list(range(t, kw, sw))[::-1]
-            if taps_r and taps_t:
-                sub = weight[:, :, taps_r][:, :, :, taps_t].transpose(2, 3, 0, 1)
-                sub_weights[r, t] = xp.ascontiguousarray(sub).reshape(len(taps_r) * len(taps_t) * c_in, c)
+            if r < kh and t < kw:  # kernel rows r, r + s_h, ... in reverse (slices: no index array to upload)
+                sub = weight[:, :, r::sh, t::sw][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
+                sub_weights[r, t] = xp.ascontiguousarray(sub).reshape(-1, c)
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
     if on_cpu:  # scratch arrays reused from call to call
         out = memory.empty((n, oh, ow, c), x.dtype)
