@@ -128,6 +128,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                  "optimiser) or 'auto' (image for image data, toy for ns on ring8/grid25, paper otherwise; default)")
     _option(g, "--r1", float, default=d.r1,
             help="R1 penalty weight gamma on real data (0 = off; default: the recipe's, 0.3 toy, 0 paper)")
+    _option(g, "--label-smoothing", float, default=d.label_smoothing,
+            help="one-sided label smoothing s: D's target on real data is 1 - s (Salimans et al. 2016; gan and ns "
+                 "losses; 0 = off; default: the recipe's)")
     _option(g, "--pack", int, default=d.pack,
             help="PacGAN packing: D judges this many samples at once (1 = plain GAN; default %(default)s)")
     _option(g, "--penalty-weight", float, help="WGAN-GP lambda (default 10)")

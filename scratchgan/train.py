@@ -321,7 +321,7 @@ class Trainer:
         self.opt_d.zero_grad()
         real_out, real_aux = self._discriminate(real, y_real, c.aux == "acgan")  # InfoGAN's Q sees fakes only
         fake_out, fake_aux = self._discriminate(fake, y_fake, c.aux != "none")
-        loss = losses.d_loss(_loss_kind(c.loss), real_out, fake_out)
+        loss = losses.d_loss(_loss_kind(c.loss), real_out, fake_out, label_smoothing=c.label_smoothing)
         aux_loss = auxiliary.aux_d_loss(c, real_aux, fake_aux, y_real, y_fake, codes)
         if aux_loss is not None:
             loss = loss + aux_loss * c.aux_weight

@@ -292,7 +292,7 @@ def test_auto_picks_the_image_recipe_for_image_data():
         assert recipe_name(c) == "image", name
         assert (c.arch, c.z_dim, c.batch_size, c.steps) == ("dcgan", 100, 64, IMAGE_RECIPE["steps"])
         # DCGAN's Adam with the image recipe's learning rate for the default loss (IMAGE_LOSS_RECIPES)
-        assert (c.optimizer, c.lr_g, c.lr_d, tuple(c.betas), c.n_critic) == ("adam", 4e-4, 4e-4, (0.5, 0.999), 1)
+        assert (c.optimizer, c.lr_g, c.lr_d, tuple(c.betas), c.n_critic) == ("adam", 8e-4, 8e-4, (0.5, 0.999), 1)
         assert (c.ema_decay, c.r1, c.lr_decay) == (IMAGE_RECIPE["ema_decay"], IMAGE_RECIPE["r1"], "none")
     # another loss keeps the image networks and budget with its paper's optimiser
     hinge = resolve(TrainConfig(data="mnist", loss="hinge"))

@@ -310,3 +310,35 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     tree = load_checkpoint(out / "checkpoint.npz")
     assert 0 < tree["step"] < 100000
     assert not (out / "run.lock").exists()  # the lock was released on the way out
+
+
+def test_label_smoothing_reaches_the_discriminator_loss(tmp_path, monkeypatch):
+    """``label_smoothing`` s makes D's real target 1 - s: the loss of a step against the closed form."""
+    from scratchgan import losses
+
+    seen = []
+    original = losses.d_loss
+
+    def spy(kind, real_logits, fake_logits, label_smoothing=0.0):
+        loss = original(kind, real_logits, fake_logits, label_smoothing=label_smoothing)
+        seen.append((real_logits.numpy().astype(np.float64), fake_logits.numpy().astype(np.float64), float(loss.item())))
+        return loss
+
+    monkeypatch.setattr(losses, "d_loss", spy)
+    trainer = Trainer(tiny(loss="ns", label_smoothing=0.3, steps=1), tmp_path / "run")
+    trainer.train_step(with_norms=False)
+    r, f, value = seen[0]
+    softplus = np.logaddexp
+    expected = np.mean(0.7 * softplus(0, -r) + 0.3 * softplus(0, r)) + np.mean(softplus(0, f))
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_label_smoothing_is_checked_and_old_configs_load_without_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        Trainer(tiny(label_smoothing=1.0), tmp_path / "a")
+    with pytest.raises(ConfigError, match="label_smoothing applies to the gan and ns losses"):
+        Trainer(tiny(loss="wgan-gp", label_smoothing=0.1), tmp_path / "b")
+    old = tiny().to_dict()
+    del old["label_smoothing"]  # a run saved before the field existed trained without smoothing
+    assert TrainConfig.from_dict(old).label_smoothing == 0.0
+    assert Trainer(tiny(), tmp_path / "c").config.label_smoothing == 0.0  # no recipe smooths
