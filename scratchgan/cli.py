@@ -125,7 +125,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
             help="where unset options come from: 'paper' (the loss's paper recipe), 'toy' (the "
                  "tuned 2-D benchmark recipe, ns only: Adam 2e-3/4e-3, betas 0.5,0.9, R1 0.3, linear lr decay), "
                  "'image' (DCGAN networks, z-dim 100, batch 64, a 20-minute step count, the loss's paper "
-                 "optimiser) or 'auto' (image for image data, toy for ns on ring8/grid25, paper otherwise; default)")
+                 "optimiser; Adam 8e-4 for ns) or 'auto' (image for image data, toy for ns on ring8/grid25, paper otherwise; default)")
     _option(g, "--r1", float, default=d.r1,
             help="R1 penalty weight gamma on real data (0 = off; default: the recipe's, 0.3 toy, 0 paper)")
     _option(g, "--label-smoothing", float, default=d.label_smoothing,
@@ -179,7 +179,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _option(g, "--lr-decay-steps", int, default=d.lr_decay_steps,
             help="step at which the linear decay reaches 0, at least --steps (default: the run's --steps, "
                  "fixed when it starts and saved with the run)")
-    _option(g, "--ema-decay", float, default=d.ema_decay, help="generator EMA decay (0 = off; default: the recipe's, 0.999 toy and paper, 0 image)")
+    _option(g, "--ema-decay", float, default=d.ema_decay, help="generator EMA decay (0 = off; default: the recipe's, 0.999 toy and paper, 0.99 image)")
     g = p.add_argument_group("run")
     _option(g, "--seed", int, default=d.seed)
     _option(g, "--backend", default=None, help="default: SCRATCHGAN_BACKEND or numpy")

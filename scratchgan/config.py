@@ -9,8 +9,8 @@ Fields left as ``None`` are filled by :func:`resolve` from a *recipe*:
   the ``"ns"`` loss only (see docs/training.md for the evidence);
 * ``"image"``: :data:`IMAGE_RECIPE` for image data: the DCGAN networks,
   z_dim 100, batches of 64 and a step count that fits the 20-minute budget on
-  two CPU cores, with the optimiser of the loss's paper recipe (for ``"ns"``
-  DCGAN's Adam 2e-4, betas 0.5/0.999);
+  two CPU cores, with the optimiser of the loss's paper recipe as tuned for
+  images by :data:`IMAGE_LOSS_RECIPES` (for ``"ns"`` Adam 8e-4, betas 0.5/0.999);
 * ``"auto"`` (the default): ``"image"`` for image data, ``"toy"`` when the
   data is a 2-D toy mixture and the loss has a toy recipe, otherwise
   ``"paper"``.
@@ -195,7 +195,7 @@ class TrainConfig:
     # when the run starts and saved with it, so a run stopped early and resumed matches one run straight
     lr_decay_steps: int | None = None
     ema_decay: float | None = None  # generator EMA (Yazici et al. 2019); 0 = off; recipe: 0.999 (toy, paper; at most
-    # 1 - 12 / steps for shorter runs), 0 image
+    # 1 - 12 / steps for shorter runs), 0.99 image
     # reproducibility and device
     seed: int = 0
     backend: str = "numpy"
