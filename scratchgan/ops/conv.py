@@ -294,12 +294,13 @@ def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
     max_rows = max(na for *_, na in row_phases) * max(nb for *_, nb in col_phases)  # output pixels per phase
     on_cpu = xp is np
     chunk = _chunk_size(n, max_rows * dh * dw * c_in) if on_cpu else n
-    sub_weights = {}  # (r, t) -> (taps_r · taps_t · C_in, C_out), the phase's kernel taps in window order
+    # (r, t) -> (taps_r, taps_t, (taps_r · taps_t · C_in, C_out)): the phase's kernel taps in window order
+    sub_weights = {}
     for r, *_ in row_phases:
         for t, *_ in col_phases:
             if r < kh and t < kw:  # kernel rows r, r + s_h, ... in reverse (slices: no index array to upload)
                 sub = weight[:, :, r::sh, t::sw][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
-                sub_weights[r, t] = xp.ascontiguousarray(sub).reshape(-1, c)
+                sub_weights[r, t] = sub.shape[0], sub.shape[1], xp.ascontiguousarray(sub).reshape(-1, c)
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
     if on_cpu:  # scratch arrays reused from call to call
         out = memory.empty((n, oh, ow, c), x.dtype)
@@ -321,20 +322,18 @@ def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
                 if (r, t) not in sub_weights:  # a kernel smaller than the stride: no tap reaches this phase
                     dst[...] = 0
                     continue
-                taps = sub_weights[r, t].shape[0] // c_in
-                di = len(range(r, kh, sh))
-                dj = taps // di
-                first = x_p[:, u0 + dh - di:, v0 + dw - dj:, :]  # window (u, v) starts at padded (u0 + u + dh - di, ...)
+                di, dj, sub = sub_weights[r, t]
+                first = x_p[:, u0 + dh - di:, v0 + dw - dj:, :]  # window (u, v) starts at row u0 + u + dh - di
                 windows = xp.lib.stride_tricks.as_strided(first, (m, na, nb, di, dj, c_in),
                                                           (s_n, s_h, s_w, s_h, s_w, s_c))
                 rows = m * na * nb
                 if on_cpu:
-                    cols = cols_buf[:rows * taps * c_in].reshape(m, na, nb, di, dj, c_in)
+                    cols = cols_buf[:rows * di * dj * c_in].reshape(m, na, nb, di, dj, c_in)
                     cols[...] = windows
-                    values = np.matmul(cols.reshape(rows, taps * c_in), sub_weights[r, t],
+                    values = np.matmul(cols.reshape(rows, di * dj * c_in), sub,
                                        out=res_buf[:rows * c].reshape(rows, c))
                 else:
-                    values = backend.matmul(windows.reshape(rows, taps * c_in), sub_weights[r, t])
+                    values = backend.matmul(windows.reshape(rows, di * dj * c_in), sub)
                 dst[...] = values.reshape(m, na, nb, c)
     return out.transpose(0, 3, 1, 2)
 
@@ -647,10 +646,14 @@ def conv2d_weight(x, gy, weight_shape, stride=1, padding=0) -> Tensor:
         raise ValueError(f"{op}: input {x.shape} and output gradient {gy.shape} do not fit weight shape "
                          f"{weight_shape} with stride {stride} and padding {padding}: expected input (N, {c}, H, W) "
                          f"and output gradient {(n, o, oh, ow)}")
-    xp = backend.array_module(x.data)
     _, gw = _column_products(x.data, kh, kw, stride, padding, (oh, ow), gy_rows=_rows(gy.data))  # (O, (i, j, c))
-    data = xp.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
-    return make_result(data, (x, gy), conv2d_weight_backward, ctx=(stride, padding))
+    return make_result(_weight_layout(gw, weight_shape), (x, gy), conv2d_weight_backward, ctx=(stride, padding))
+
+
+def _weight_layout(gw, weight_shape):
+    """The weight-gradient matrix (O, (i, j, c)) in PyTorch's weight layout (O, C, kh, kw), C-contiguous."""
+    o, c, kh, kw = weight_shape
+    return backend.array_module(gw).ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
 
 
 def _conv2d_and_weight(x: Tensor, weight: Tensor, gy: Tensor, stride, padding) -> tuple[Tensor, Tensor]:
@@ -667,11 +670,9 @@ def _conv2d_and_weight(x: Tensor, weight: Tensor, gy: Tensor, stride, padding) -
     oh, ow = gy.shape[2:]
     w_t = weight.data.transpose(0, 2, 3, 1).reshape(o, kh * kw * c).T  # ((i, j, c), O)
     y, gw = _column_products(x.data, kh, kw, stride, padding, (oh, ow), w_t=w_t, gy_rows=_rows(gy.data))
-    xp = backend.array_module(x.data)
     out = make_result(y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2), (x, weight), conv2d_backward,
                       ctx=(stride, padding))
-    grad_w = make_result(xp.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)), (x, gy),
-                         conv2d_weight_backward, ctx=(stride, padding))
+    grad_w = make_result(_weight_layout(gw, weight.shape), (x, gy), conv2d_weight_backward, ctx=(stride, padding))
     return out, grad_w
 
 
