@@ -13,6 +13,7 @@ from ..ops import getitem, leaky_relu, linear, linear_relu, matmul, mean, mul, p
 from ..tensor import Tensor, as_tensor
 from .init import _init_linear, normal_, ones_
 from ..validate import as_generator, float_dtype, positive_int
+from .container import _ListOps
 from .module import LINEAR_INITS, Module, _empty_param
 
 # --------------------------------------------------------------------------- layers
@@ -125,13 +126,18 @@ class Embedding(Module):
         return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
-class Sequential(Module):
+class Sequential(_ListOps, Module):
     """Modules applied in order: ``Sequential(a, b)(x) == b(a(x))``.
 
-    Submodules are named ``"0"``, ``"1"``, ...; the container supports
-    ``len``, iteration, integer indexing and slicing (a slice is a new
-    Sequential sharing the same modules).
+    Submodules are named ``"0"``, ``"1"``, ...; the container supports the
+    list operations of :class:`~scratchgan.nn.ModuleList` (``len``,
+    iteration, indexing, assignment ``seq[i] = m``, ``del``, ``append``,
+    ``extend``, ``insert``, ``pop``), renumbering after an insertion or a
+    deletion as PyTorch does. A slice is a new Sequential sharing the same
+    modules.
     """
+
+    _varargs = True
 
     def __init__(self, *modules: Module):
         super().__init__()
@@ -154,27 +160,6 @@ class Sequential(Module):
             x = module(x)
             i += 1
         return x
-
-    def append(self, module: Module) -> Sequential:
-        if not isinstance(module, Module):
-            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
-        setattr(self, str(len(self._modules)), module)
-        return self
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, index):
-        items = list(self._modules.values())
-        if isinstance(index, slice):
-            return Sequential(*items[index])
-        try:
-            return items[index]
-        except IndexError:
-            raise IndexError(f"Sequential index {index} is out of range for {len(items)} modules") from None
 
 
 class Identity(Module):

@@ -90,6 +90,15 @@ IncompatibleKeys.__doc__ = "What :meth:`Module.load_state_dict` did not match (e
 # --------------------------------------------------------------------------- Module
 
 
+def _check_name(module, name, what: str) -> None:
+    """Refuse a registration name that the dotted paths of state_dict could not hold."""
+    if not isinstance(name, str):
+        raise TypeError(f"{type(module).__name__}: a {what} name must be a str, got {type(name).__name__}")
+    if name == "" or "." in name:
+        raise KeyError(f"{type(module).__name__}: invalid {what} name {name!r}: it must be non-empty and "
+                       "contain no '.' (dots separate the levels of state_dict names)")
+
+
 class Module:
     """Base class of layers and networks.
 
@@ -158,6 +167,45 @@ class Module:
             registry.pop(name, None)
         object.__delattr__(self, name)
 
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` as the submodule ``name`` (PyTorch's ``add_module``).
+
+        None removes a submodule of that name and leaves the attribute None.
+
+        The same as ``setattr(self, name, module)`` for a valid name; names that
+        are not strings, are empty or contain a dot are refused, since the
+        dotted paths of :meth:`state_dict` could not tell them apart.
+        """
+        _check_name(self, name, "submodule")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}.add_module: {name!r} must be a Module or None, "
+                            f"got {type(module).__name__}")
+        params, buffers, _ = self._registries()
+        if name in params or name in buffers:
+            raise KeyError(f"{type(self).__name__}: {name!r} is already a parameter or buffer")
+        if module is None:
+            self._modules.pop(name, None)
+            object.__setattr__(self, name, None)
+            return
+        setattr(self, name, module)
+
+    register_module = add_module
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` as the parameter ``name`` (PyTorch's ``register_parameter``; None removes it)."""
+        _check_name(self, name, "parameter")
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"{type(self).__name__}.register_parameter: {name!r} must be a Parameter or None, "
+                            f"got {type(param).__name__} (wrap an array or tensor in nn.Parameter)")
+        _, buffers, modules = self._registries()
+        if name in buffers or name in modules:
+            raise KeyError(f"{type(self).__name__}: {name!r} is already a buffer or submodule")
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+            return
+        setattr(self, name, param)
+
     def register_buffer(self, name: str, array) -> None:
         """Register a NumPy/CuPy array saved in :meth:`state_dict` but not trained."""
         backend.array_module(array)
@@ -185,6 +233,14 @@ class Module:
         """Yield this module and every module below it (pre-order, each once)."""
         for _, module in self.named_modules():
             yield module
+
+    def named_children(self):
+        """Yield ``(name, module)`` for the direct submodules, in registration order, each once."""
+        seen: set[int] = set()
+        for name, module in self._modules.items():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
 
     def children(self):
         """Yield the direct submodules, in registration order."""
@@ -218,6 +274,47 @@ class Module:
         """Yield every Parameter once, in registration order (pass to an optimizer)."""
         for _, p in self.named_parameters():
             yield p
+
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at the dotted path ``target`` (``""`` is self), as PyTorch's ``get_submodule``."""
+        module = self
+        if target == "":
+            return module
+        walked = []
+        for part in target.split("."):
+            child = module._modules.get(part)
+            if child is None:
+                where = ".".join(walked) or "the top module"
+                raise AttributeError(f"{type(self).__name__}.get_submodule({target!r}): {where} "
+                                     f"({type(module).__name__}) has no submodule {part!r}; "
+                                     f"it has {list(module._modules) or 'none'}")
+            walked.append(part)
+            module = child
+        return module
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at the dotted path ``target`` (``"net.0.weight"``)."""
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if name not in module._parameters:
+            raise AttributeError(f"{type(self).__name__}.get_parameter({target!r}): {type(module).__name__} has "
+                                 f"no parameter {name!r}; it has {list(module._parameters) or 'none'}")
+        return module._parameters[name]
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter in place; returns self.
+
+        The PyTorch way to freeze a network, e.g. D while G is updated:
+        gradients then stop at D's input and D's own are not computed.
+        """
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def buffers(self):
+        """Yield every registered buffer (the arrays of :meth:`named_buffers`)."""
+        for _, b in self.named_buffers():
+            yield b
 
     def named_buffers(self, prefix: str = ""):
         """Yield ``(dotted_name, array)`` for every registered buffer."""
