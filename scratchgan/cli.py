@@ -153,6 +153,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _option(g, "--arch", default=d.arch,
             help="mlp or dcgan (convolutional, images with sides divisible by 4; default: the recipe's, dcgan "
                  "for images, mlp otherwise)")
+    _option(g, "--g-fc", int, default=d.g_fc,
+            help="dcgan only: width of a fully connected hidden layer at G's input, before the first feature map "
+                 "(0 = none, the reference DCGAN; default: the recipe's, 256 for images)")
+    _option(g, "--d-fc", int, default=d.d_fc,
+            help="dcgan only: width of a fully connected hidden layer between D's convolutions and its output "
+                 "(0 = none, the reference DCGAN; default: the recipe's, 256 for images)")
     _option(g, "--z-dim", int, default=d.z_dim, help="noise dimension (default: the recipe's, 100 image, 16 otherwise)")
     _option(g, "--g-hidden", _int_list, default=d.g_hidden, help="MLP only, e.g. 256,256,256")
     _option(g, "--d-hidden", _int_list, default=d.d_hidden, help="MLP only, e.g. 256,256,256")

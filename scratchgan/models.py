@@ -279,7 +279,11 @@ class DCGANGenerator(nn.Module):
           -> ConvTranspose2d(2k, k, 4, 2, 1) -> BatchNorm2d -> ReLU
           -> ConvTranspose2d(k, C, 4, 2, 1) -> tanh -> flattened (N, C·H·W)
 
-    (28x28: 100 -> 6272 -> (128, 7, 7) -> (64, 14, 14) -> (C, 28, 28)). The
+    (28x28: 100 -> 6272 -> (128, 7, 7) -> (64, 14, 14) -> (C, 28, 28)). With
+    ``config.g_fc = m > 0`` a hidden layer ``Linear(m) -> BatchNorm1d -> ReLU``
+    comes first (z -> m -> 2k·h·w), as in TF-GAN's and InfoGAN's 28x28
+    generators (m = 1024 there; the image recipe uses m = 256,
+    docs/training.md); ``g_fc = 0`` is the reference above. The
     layers before a batch norm have no bias (the norm removes it). Weights
     ``N(0, 0.02^2)`` and biases 0 (DCGAN's initialisation); batch-norm scale 1
     and shift 0 (PyTorch's defaults, not the tutorial's ``N(1, 0.02^2)``).
@@ -298,9 +302,16 @@ class DCGANGenerator(nn.Module):
         if self.conditional:
             self.embed = nn.Embedding(data.num_classes, config.embed_dim, rng=rng, dtype=dt)
         h4, w4 = h // 4, w // 4
+        inputs = config.z_dim + self.code_dim + extra
+        g_fc = getattr(config, "g_fc", 0) or 0
+        hidden = []
+        if g_fc:  # a hidden layer before the projection to (2k, h, w), as TF-GAN's 28x28 G
+            hidden = [nn.Linear(inputs, g_fc, bias=False, init="dcgan", rng=rng, dtype=dt),
+                      nn.BatchNorm1d(g_fc, dtype=dt), nn.ReLU()]
+            inputs = g_fc
         self.net = nn.Sequential(
-            nn.Linear(config.z_dim + self.code_dim + extra, 2 * k * h4 * w4, bias=False, init="dcgan", rng=rng,
-                      dtype=dt),
+            *hidden,
+            nn.Linear(inputs, 2 * k * h4 * w4, bias=False, init="dcgan", rng=rng, dtype=dt),
             nn.BatchNorm1d(2 * k * h4 * w4, dtype=dt),
             nn.ReLU(),
             nn.Unflatten(1, (2 * k, h4, w4)),
@@ -326,6 +337,12 @@ class DCGANDiscriminator(nn.Module):
 
         x (N, C·H·W) -> (N / pack, pack·C, H, W) -> Conv2d(pack·C, k, 4, 2, 1) -> LeakyReLU(0.2)
           -> Conv2d(k, 2k, 4, 2, 1) -> norm -> LeakyReLU(0.2) -> flatten phi (2k·h·w) -> Linear(1)
+
+    With ``config.d_fc = m > 0`` a hidden layer ``Linear(2k·h·w, m) ->
+    LeakyReLU(0.2)`` follows the flatten and phi is its output (m values), as
+    in TF-GAN's and InfoGAN's 28x28 discriminators (which use m = 1024 and a
+    batch norm there); the image recipe uses m = 256 (docs/training.md).
+    ``d_fc = 0`` is the reference DCGAN above.
 
     ``norm`` is batch norm, or layer norm over (2k, h, w) for runs with a
     gradient penalty on D's input, or nothing (and the conv gets a bias) with
@@ -373,6 +390,11 @@ class DCGANDiscriminator(nn.Module):
             nn.LeakyReLU(LEAKY_SLOPE),
             nn.Flatten(),
         )
+        d_fc = getattr(config, "d_fc", 0) or 0
+        if d_fc:  # the hidden layer judges the conv features jointly before the logit (TF-GAN's 28x28 D)
+            self.features.append(nn.Linear(features, d_fc, init="dcgan", rng=rng, dtype=dt))
+            self.features.append(nn.LeakyReLU(LEAKY_SLOPE))
+            features = d_fc
         self.head = nn.Linear(features, 1, init="dcgan", rng=rng, dtype=dt)
         if self.conditional:
             self.embed = nn.Embedding(data.num_classes, features, rng=rng, dtype=dt)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scratchgan import losses, nn
-from scratchgan.config import ARCHS, IMAGE_RECIPE, ConfigError, TrainConfig, recipe_name, resolve
+from scratchgan.config import ARCHS, DCGAN_RECIPE_FC, IMAGE_RECIPE, ConfigError, TrainConfig, recipe_name, resolve
 from scratchgan.engine import no_grad
 from scratchgan.models import (
     ARCHITECTURES, DCGANDiscriminator, DCGANGenerator, MLPGenerator, build_discriminator, build_generator, critic_norm,
@@ -24,7 +24,8 @@ def images(shape, num_classes=10, name="images"):
 
 
 def config(**overrides) -> TrainConfig:
-    base = dict(data="mnist", arch="dcgan", z_dim=8, batch_size=8, embed_dim=4)
+    """A resolved DCGAN config: the reference networks (no hidden layers) unless g_fc / d_fc are given."""
+    base = dict(data="mnist", arch="dcgan", z_dim=8, batch_size=8, embed_dim=4, g_fc=0, d_fc=0)
     base.update(overrides)
     return resolve(TrainConfig(**base))
 
@@ -120,6 +121,56 @@ def test_weights_are_drawn_from_rng_in_order():
     assert not np.array_equal(a[0].state_dict()["net.0.weight"], other["net.0.weight"])
 
 
+def test_g_fc_puts_a_hidden_layer_before_the_first_feature_map():
+    """g_fc = m: G(z) = reference_rest(relu(bn(z @ W1))), checked against NumPy with eval-mode statistics."""
+    cfg = config(g_fc=16, dtype="float64")
+    G, _ = nets(cfg, images((28, 28)))
+    reference = nets(config(), images((28, 28)))[0]
+    assert [type(m).__name__ for m in G.net] == ["Linear", "BatchNorm1d", "ReLU"] + [
+        type(m).__name__ for m in reference.net]
+    fc, bn = G.net[0], G.net[1]
+    assert (fc.in_features, fc.out_features, fc.bias) == (8, 16, None)  # a norm follows: no bias
+    assert (G.net[3].in_features, G.net[3].out_features) == (16, 128 * 7 * 7)
+    rng = np.random.default_rng(2)
+    bn.running_mean[...] = rng.normal(size=16)
+    bn.running_var[...] = rng.uniform(0.5, 2.0, 16)
+    bn.weight.data[...] = rng.normal(size=16)
+    bn.bias.data[...] = rng.normal(size=16)
+    G.eval()
+    z = noise(5, 8, "float64")
+    with no_grad():
+        out = G(z).numpy()
+        pre = z.numpy() @ np.asarray(fc.weight.data)
+        hidden = np.maximum((pre - bn.running_mean) / np.sqrt(bn.running_var + bn.eps) * np.asarray(bn.weight.data)
+                            + np.asarray(bn.bias.data), 0.0)
+        expected = G.net[3:](as_tensor(hidden)).numpy()  # the reference part, from the projection on
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-16)
+
+
+def test_d_fc_puts_a_hidden_layer_between_the_convolutions_and_the_logit():
+    """d_fc = m: logit = head(leaky_0.2(flatten(convs(x)) @ W + b)), checked against NumPy on the same weights."""
+    cfg = config(d_fc=16, conditional=True, dtype="float64")
+    G, D = nets(cfg, images((28, 28)))
+    reference = nets(config(), images((28, 28)))[1]
+    assert [type(m).__name__ for m in D.features] == [type(m).__name__ for m in reference.features] + [
+        "Linear", "LeakyReLU"]
+    fc = D.features[7]
+    assert (fc.in_features, fc.out_features, D.head.in_features) == (128 * 7 * 7, 16, 16)
+    assert D.embed.weight.shape == (10, 16)  # the projection acts on the hidden layer's output
+    assert abs(np.asarray(fc.weight.data).std() - 0.02) < 0.003 and not np.asarray(fc.bias.data).any()
+    D.eval()
+    x = G(noise(5, 8, "float64"), labels([0, 1, 2, 3, 4]))
+    y = labels([3, 3, 0, 9, 1])
+    with no_grad():
+        conv_features = D.features[:7](x).numpy()  # the reference part, up to the flatten
+        out = D(x, y).numpy()
+    pre = conv_features @ np.asarray(fc.weight.data) + np.asarray(fc.bias.data)
+    phi = np.where(pre > 0, pre, 0.2 * pre)
+    expected = (phi @ np.asarray(D.head.weight.data)).ravel() + np.asarray(D.head.bias.data)
+    expected += (phi * np.asarray(D.embed.weight.data)[[3, 3, 0, 9, 1]]).sum(axis=1)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- conditioning
 
 
@@ -193,9 +244,10 @@ def test_penalty_critic_scores_each_sample_on_its_own(loss, independent):
     assert np.allclose(full[:3], half, rtol=1e-12, atol=1e-12) == independent
 
 
-def test_gradient_penalty_through_the_dcgan_critic_matches_finite_differences():
+@pytest.mark.parametrize("d_fc", [0, 16])
+def test_gradient_penalty_through_the_dcgan_critic_matches_finite_differences(d_fc):
     """The WGAN-GP penalty's gradient with respect to D's weights (a second-order gradient), float64."""
-    cfg = config(loss="wgan-gp", conditional=True, dtype="float64")
+    cfg = config(loss="wgan-gp", conditional=True, dtype="float64", d_fc=d_fc)
     data = images((8, 8))
     G, D = nets(cfg, data)
     rng = np.random.default_rng(3)
@@ -214,8 +266,11 @@ def test_gradient_penalty_through_the_dcgan_critic_matches_finite_differences():
     assert float(value.item()) > 0
     value.backward()
     checked = 0
-    for name, index in [("features.1.weight", (3, 0, 1, 2)), ("features.3.weight", (5, 7, 2, 1)),
-                        ("head.weight", (10, 0)), ("embed.weight", (1, 17)), ("features.4.weight", (2, 1, 0))]:
+    names = [("features.1.weight", (3, 0, 1, 2)), ("features.3.weight", (5, 7, 2, 1)),
+             ("head.weight", (10, 0)), ("embed.weight", (1, 13)), ("features.4.weight", (2, 1, 0))]
+    if d_fc:  # the hidden layer's weight (its bias only moves the LeakyReLU's kinks: no gradient almost everywhere)
+        names += [("features.7.weight", (40, 3)), ("features.7.weight", (511, 15))]
+    for name, index in names:
         p = dict(D.named_parameters())[name]
         analytic = float(np.asarray(p.grad.data)[index])
         h = 1e-6
@@ -229,7 +284,7 @@ def test_gradient_penalty_through_the_dcgan_critic_matches_finite_differences():
         assert abs(analytic) > 1e-8, name
         assert abs(analytic - numeric) <= 1e-5 * abs(numeric) + 1e-9, (name, analytic, numeric)
         checked += 1
-    assert checked == 5
+    assert checked == len(names)
 
 
 # --------------------------------------------------------------------------- PacGAN
@@ -339,6 +394,33 @@ def test_image_recipe_falls_back_to_the_mlp_when_sides_do_not_divide_by_4():
     cfg = resolve(TrainConfig(data="mnist", arch="dcgan"), images((30, 30)))
     with pytest.raises(ConfigError, match="divisible by 4"):
         nets(cfg, images((30, 30)))
+
+
+def fcs(c):
+    return c.g_fc, c.d_fc
+
+
+def test_the_image_recipe_gives_the_dcgan_networks_their_hidden_layers():
+    assert fcs(resolve(TrainConfig(data="fashion-mnist"))) == (DCGAN_RECIPE_FC, DCGAN_RECIPE_FC) == (256, 256)
+    assert fcs(resolve(TrainConfig(data="fashion-mnist", g_fc=0, d_fc=0))) == (0, 0)  # the reference, on request
+    assert fcs(resolve(TrainConfig(data="fashion-mnist", d_fc=64))) == (256, 64)
+    assert fcs(resolve(TrainConfig())) == (0, 0)  # toy data: MLPs
+    assert fcs(resolve(TrainConfig(data="mnist", recipe="paper"))) == (0, 0)  # the paper recipe's MLP
+    assert fcs(resolve(TrainConfig(data="mnist", arch="mlp"))) == (0, 0)
+    assert fcs(resolve(TrainConfig(data="mnist"), images((30, 30)))) == (0, 0)  # the recipe fell back to the MLP
+    with pytest.raises(ConfigError, match="d_fc \\(64\\) adds a hidden layer to the dcgan discriminator; the mlp"):
+        resolve(TrainConfig(data="mnist", arch="mlp", d_fc=64))
+    with pytest.raises(ConfigError, match="g_fc \\(8\\) adds a hidden layer to the dcgan generator.*--g-hidden"):
+        resolve(TrainConfig(data="mnist", arch="mlp", g_fc=8))
+    for key in ("g_fc", "d_fc"):
+        with pytest.raises(ConfigError, match=f"{key} must be >= 0, got -1"):
+            resolve(TrainConfig(data="mnist", **{key: -1}))
+
+
+def test_dcgan_checkpoints_from_before_the_fc_fields_keep_the_reference_networks():
+    old = resolve(TrainConfig(data="fashion-mnist")).to_dict()
+    del old["g_fc"], old["d_fc"]
+    assert fcs(resolve(TrainConfig.from_dict(old))) == (0, 0)
 
 
 def test_checkpoints_from_before_the_arch_field_load_as_mlps():
