@@ -172,7 +172,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _option(g, "--embed-dim", int, default=d.embed_dim)
     g = p.add_argument_group("optimisation")
     _option(g, "--steps", int, default=d.steps,
-            help="total generator steps (default: the recipe's, 12000 toy and paper, 6000 image)")
+            help="total generator steps (default: the recipe's, 12000 toy and paper, 4000 image)")
     _option(g, "--batch-size", int, default=d.batch_size, help="default: the recipe's, 128 toy and paper, 64 image")
     _option(g, "--optimizer", help="default: the recipe's")
     _option(g, "--lr-g", float, help="generator learning rate (default: the recipe's)")

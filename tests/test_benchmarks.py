@@ -293,3 +293,21 @@ def test_dcgan_profile_says_where_the_time_goes():
     assert done.returncode == 0, done.stderr
     for text in ("GEMMs (backend.matmul)", "im2col", "transposed conv", "by tottime", "by cumulative", *hw.PHASES):
         assert text in done.stdout
+
+
+# --------------------------------------------------------------------------- the recipe's networks (dcgan_variants.py)
+
+
+def test_dcgan_variants_script_times_every_variant(tmp_path, capsys, monkeypatch):
+    import dcgan_variants
+
+    monkeypatch.setenv("SCRATCHGAN_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (40, 8, 8)).astype(np.uint8)
+    y = np.arange(40) % 10
+    np.savez(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
+    dcgan_variants.main(["--data", "mnist", "--data-path", str(tmp_path / "mnist.npz"), "--rounds", "2",
+                         "--steps", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms" not in line]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == list(dcgan_variants.VARIANTS)
+    assert rows[0].endswith("| 1.00x |")  # the reference against itself

@@ -408,6 +408,11 @@ def test_the_image_recipe_gives_the_dcgan_networks_their_hidden_layers():
     assert fcs(resolve(TrainConfig(data="mnist", recipe="paper"))) == (0, 0)  # the paper recipe's MLP
     assert fcs(resolve(TrainConfig(data="mnist", arch="mlp"))) == (0, 0)
     assert fcs(resolve(TrainConfig(data="mnist"), images((30, 30)))) == (0, 0)  # the recipe fell back to the MLP
+    # with labels the recipe keeps the reference networks (the hidden layers collapsed mnist5k's classes)
+    assert fcs(resolve(TrainConfig(data="mnist5k", conditional=True))) == (0, 0)
+    assert fcs(resolve(TrainConfig(data="mnist5k", aux="acgan"))) == (0, 0)
+    assert fcs(resolve(TrainConfig(data="mnist5k", aux="infogan"))) == (256, 256)  # no labels: as unconditional
+    assert fcs(resolve(TrainConfig(data="mnist5k", conditional=True, g_fc=32, d_fc=16))) == (32, 16)  # explicit
     with pytest.raises(ConfigError, match="d_fc \\(64\\) adds a hidden layer to the dcgan discriminator; the mlp"):
         resolve(TrainConfig(data="mnist", arch="mlp", d_fc=64))
     with pytest.raises(ConfigError, match="g_fc \\(8\\) adds a hidden layer to the dcgan generator.*--g-hidden"):

@@ -192,7 +192,7 @@ def test_registration_and_lookup_methods():
         net.add_module("a.b", nn.ReLU())
     with pytest.raises(TypeError, match="must be a Parameter or None, got ndarray"):
         net.register_parameter("offset", np.zeros(1))
-    with pytest.raises(KeyError, match="already a parameter or buffer"):
+    with pytest.raises(KeyError, match="'scale' is already a parameter"):
         net.add_module("scale", nn.ReLU())
     net.add_module("head", None)
     assert net.head is None and [name for name, _ in net.named_children()] == ["body"]

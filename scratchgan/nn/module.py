@@ -170,41 +170,36 @@ class Module:
     def add_module(self, name: str, module: Module | None) -> None:
         """Register ``module`` as the submodule ``name`` (PyTorch's ``add_module``).
 
-        None removes a submodule of that name and leaves the attribute None.
-
         The same as ``setattr(self, name, module)`` for a valid name; names that
         are not strings, are empty or contain a dot are refused, since the
-        dotted paths of :meth:`state_dict` could not tell them apart.
+        dotted paths of :meth:`state_dict` could not tell them apart. None
+        removes a submodule of that name and leaves the attribute None.
         """
-        _check_name(self, name, "submodule")
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__}.add_module: {name!r} must be a Module or None, "
-                            f"got {type(module).__name__}")
-        params, buffers, _ = self._registries()
-        if name in params or name in buffers:
-            raise KeyError(f"{type(self).__name__}: {name!r} is already a parameter or buffer")
-        if module is None:
-            self._modules.pop(name, None)
-            object.__setattr__(self, name, None)
-            return
-        setattr(self, name, module)
+        self._register_slot(name, module, "submodule", Module, "add_module")
 
     register_module = add_module
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Register ``param`` as the parameter ``name`` (PyTorch's ``register_parameter``; None removes it)."""
-        _check_name(self, name, "parameter")
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"{type(self).__name__}.register_parameter: {name!r} must be a Parameter or None, "
-                            f"got {type(param).__name__} (wrap an array or tensor in nn.Parameter)")
-        _, buffers, modules = self._registries()
-        if name in buffers or name in modules:
-            raise KeyError(f"{type(self).__name__}: {name!r} is already a buffer or submodule")
-        if param is None:
-            self._parameters.pop(name, None)
+        self._register_slot(name, param, "parameter", Parameter, "register_parameter",
+                            " (wrap an array or tensor in nn.Parameter)")
+
+    def _register_slot(self, name, value, kind: str, expected: type, method: str, hint: str = "") -> None:
+        """add_module / register_parameter: check the name and the value, then register (None removes)."""
+        _check_name(self, name, kind)
+        if value is not None and not isinstance(value, expected):
+            raise TypeError(f"{type(self).__name__}.{method}: {name!r} must be a {expected.__name__} or None, "
+                            f"got {type(value).__name__}{hint}")
+        params, buffers, modules = self._registries()
+        own = params if kind == "parameter" else modules
+        for what, registry in (("parameter", params), ("buffer", buffers), ("submodule", modules)):
+            if registry is not own and name in registry:
+                raise KeyError(f"{type(self).__name__}: {name!r} is already a {what}")
+        if value is None:
+            own.pop(name, None)
             object.__setattr__(self, name, None)
             return
-        setattr(self, name, param)
+        setattr(self, name, value)
 
     def register_buffer(self, name: str, array) -> None:
         """Register a NumPy/CuPy array saved in :meth:`state_dict` but not trained."""
