@@ -378,7 +378,8 @@ def test_trainer_resume_restores_u_v_exactly(tmp_path, arch):
     Trainer(_tiny_config(tmp_path, steps=3, **data), tmp_path / "split").run(progress=False)
     half = load_checkpoint(tmp_path / "split" / "checkpoint.npz")["D"]
     us = [k for k in half if k.endswith("weight_u") or k.endswith("weight_v")]
-    assert len(us) == (6 if arch == "dcgan" else 4)  # 3 (dcgan) or 2 (mlp) layers, u and v each
+    # dcgan: 2 convs, the image recipe's hidden layer (d_fc) and the output; mlp: 2 layers; u and v each
+    assert len(us) == (8 if arch == "dcgan" else 4)
     # trained: not what a new D draws (a 1-output layer's u is +-1 whatever happens)
     assert all(not np.array_equal(half[k], fresh[k]) for k in us if half[k].size > 1)
     resumed = Trainer.resume(tmp_path / "split", steps=6)
@@ -403,7 +404,8 @@ def test_sngan_discriminator_layers(tmp_path):
     assert critic_norm(c) == "none"
     assert (c.optimizer, c.lr_d, c.lr_g, tuple(c.betas), c.n_critic) == ("adam", 2e-4, 2e-4, (0.5, 0.999), 1)
     layers = [m for m in trainer.D.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
-    assert len(layers) == 3 and all("weight" in m._spectral_norms for m in layers)
+    assert c.d_fc > 0  # the image recipe's hidden layer is normalised too: 2 convs, it, the output
+    assert len(layers) == 4 and all("weight" in m._spectral_norms for m in layers)
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for m in trainer.D.modules())
     assert not any(hasattr(m, "weight_u") for m in trainer.G.modules())  # D only
     # D's parameters are the optimiser's: weight_orig is trained
