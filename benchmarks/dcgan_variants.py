@@ -49,7 +49,8 @@ def main(argv=None) -> None:
     trainers = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, fields) in enumerate(VARIANTS.items()):
-            trainers[name] = Trainer(TrainConfig(data=args.data, data_path=args.data_path, steps=10**9, **fields), Path(tmp) / str(i))
+            config = TrainConfig(data=args.data, data_path=args.data_path, steps=10**9, **fields)
+            trainers[name] = Trainer(config, Path(tmp) / str(i))
             trainers[name].train_step(with_norms=False)  # warm-up: first-call allocations
         times = {name: [] for name in trainers}
         for _ in range(args.rounds):

@@ -131,7 +131,8 @@ NON_NEGATIVE_FIELDS += ("aux_weight", "info_categories", "info_continuous")  # A
 #: Fields that a recipe fills when they are left as None, and their value when no recipe names them
 #: (for arch, z_dim, batch_size, steps and ema_decay: the toy job's values, which the paper and toy
 #: recipes keep).
-RECIPE_FIELDS = {"arch": "mlp", "g_fc": 0, "d_fc": 0, "z_dim": 16, "batch_size": 128, "steps": 12000, "ema_decay": 0.999,
+RECIPE_FIELDS = {"arch": "mlp", "g_fc": 0, "d_fc": 0, "z_dim": 16, "batch_size": 128, "steps": 12000,
+                 "ema_decay": 0.999,
                  "optimizer": None, "lr_g": None, "lr_d": None, "betas": (0.5, 0.999), "n_critic": None,
                  "penalty_weight": None, "clip_value": None, "r1": 0.0, "lr_decay": "none", "lr_decay_steps": None,
                  "label_smoothing": 0.0}

@@ -48,7 +48,8 @@ __all__ = [
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss",
     "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Flatten", "Unflatten",
     "BatchNorm1d", "Dropout", "Embedding", "Identity", "IncompatibleKeys", "LINEAR_INITS", "LayerNorm", "LeakyReLU", "Linear",
-    "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "calculate_fans", "calculate_gain", "constant_",
+    "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "calculate_fans",
+    "calculate_gain", "constant_",
     "dcgan_init_", "kaiming_normal_", "kaiming_uniform_", "mlp", "normal_", "ones_", "pytorch_linear_init_",
     "uniform_", "utils", "xavier_normal_", "xavier_uniform_", "zeros_",
 ]

@@ -187,7 +187,8 @@ class ModuleDict(Module):
     def update(self, modules) -> None:
         """Add or replace entries from a mapping or from an iterable of ``(key, module)`` pairs."""
         if isinstance(modules, Module) and not isinstance(modules, ModuleDict):
-            raise TypeError(f"ModuleDict.update: expected a mapping or (key, Module) pairs, got {type(modules).__name__}")
+            raise TypeError("ModuleDict.update: expected a mapping or (key, Module) pairs, "
+                            f"got {type(modules).__name__}")
         pairs = modules.items() if isinstance(modules, (Mapping, ModuleDict)) else modules
         for i, pair in enumerate(pairs):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
