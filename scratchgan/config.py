@@ -291,13 +291,13 @@ def resolve(config: TrainConfig, data=None) -> TrainConfig:
             filled[key] = fallback if value is None else value
     if filled.get("arch") == "dcgan" and data is not None and not _fits_dcgan(data):
         filled["arch"] = "mlp"
-    for key in ("g_fc", "d_fc"):
-        if filled.get(key) and filled.get("arch", config.arch) != "dcgan":
-            filled[key] = 0  # the recipe's hidden layers are the DCGAN networks'; an MLP has --g/d-hidden
-        if filled.get(key) and (config.conditional or config.aux == "acgan"):
-            # with labels the hidden layers collapsed each class of mnist5k to one style (recall 0.0, FCD 183,
-            # docs/training.md); the reference networks keep the classes' variety (recall 0.8)
-            filled[key] = 0
+    # the recipe's hidden layers are the DCGAN networks' (an MLP has --g/d-hidden), and for runs without labels:
+    # with labels they collapsed each class of mnist5k to one style (recall 0.0, FCD 183, docs/training.md),
+    # where the reference networks keep the classes' variety (recall 0.8)
+    if filled.get("arch", config.arch) != "dcgan" or config.conditional or config.aux == "acgan":
+        for key in ("g_fc", "d_fc"):
+            if key in filled:
+                filled[key] = 0
     steps = filled.get("steps", config.steps)
     if "ema_decay" in filled and filled["ema_decay"] > 0 and isinstance(steps, int) and steps > 0:
         # the recipe's EMA averages over at most a twelfth of the run (0.999 = 1,000 steps of the 12,000-step

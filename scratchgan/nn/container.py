@@ -43,6 +43,11 @@ class _ListOps:
     def _entries(self) -> list:
         return list(self._modules.values())
 
+    @classmethod
+    def _of(cls, modules: list):
+        """A new container of this type holding ``modules`` (what a slice returns)."""
+        return cls(modules)
+
     def _renumber(self, modules: list) -> None:
         """Register ``modules`` as the entries "0".. "n-1", replacing the old ones."""
         for name in list(self._modules):
@@ -59,7 +64,7 @@ class _ListOps:
     def __getitem__(self, index):
         items = self._entries()
         if isinstance(index, slice):
-            return type(self)(*items[index]) if self._varargs else type(self)(items[index])
+            return self._of(items[index])
         return items[_position(self, index, len(items))]
 
     def __setitem__(self, index, module) -> None:
@@ -96,11 +101,10 @@ class _ListOps:
 
     def pop(self, index: int = -1) -> Module:
         """Remove and return the module at ``index`` (the last by default); later entries are renumbered."""
-        items = self._entries()
-        if not items:
+        if not len(self):
             raise IndexError(f"pop from an empty {type(self).__name__}")
-        module = items.pop(_position(self, index, len(items)))
-        self._renumber(items)
+        module = self[index]
+        del self[index]
         return module
 
     def __iadd__(self, modules):
@@ -119,8 +123,6 @@ class ModuleList(_ListOps, Module):
     ----------
     modules : iterable of Module, optional
     """
-
-    _varargs = False
 
     def __init__(self, modules: Iterable | None = None):
         super().__init__()

@@ -137,8 +137,6 @@ class Sequential(_ListOps, Module):
     modules.
     """
 
-    _varargs = True
-
     def __init__(self, *modules: Module):
         super().__init__()
         for i, module in enumerate(modules):
@@ -160,6 +158,10 @@ class Sequential(_ListOps, Module):
             x = module(x)
             i += 1
         return x
+
+    @classmethod
+    def _of(cls, modules: list) -> Sequential:
+        return cls(*modules)
 
 
 class Identity(Module):

@@ -239,11 +239,8 @@ class Module:
 
     def children(self):
         """Yield the direct submodules, in registration order."""
-        seen: set[int] = set()
-        for module in self._modules.values():
-            if id(module) not in seen:
-                seen.add(id(module))
-                yield module
+        for _, module in self.named_children():
+            yield module
 
     def apply(self, fn) -> Module:
         """Call ``fn(module)`` on every submodule, children first, then on self; returns self.
