@@ -26,6 +26,7 @@ _INSTALL_HINT = (
 
 _cupy = None  # the imported cupy module, once asked for
 _capturing = False  # True while scratchgan.cuda_graph records a CUDA graph (see matmul)
+_rehearsing = False  # True during the eager step cuda_graph.capture runs just before recording
 _name = "numpy"
 xp = np  # the array module of the active backend
 
@@ -81,11 +82,20 @@ def get_backend() -> str:
 
 
 def array_module(array):
-    """Return the module (numpy or cupy) that owns ``array``."""
+    """Return the module (numpy or cupy) that owns ``array``.
+
+    A CuPy array is recognised by its class's module even before
+    :func:`set_backend` imported CuPy (an array a user made with ``cupy``
+    directly), which imports CuPy then.
+    """
     if isinstance(array, (np.ndarray, np.generic)):
         return np
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return _cupy
+    if type(array).__module__.split(".")[0] == "cupy":
+        cupy = _import_cupy()
+        if isinstance(array, cupy.ndarray):
+            return cupy
     raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
 
 
@@ -106,7 +116,10 @@ def check_same_backend(a, b, op: str) -> None:
 def asarray(data, dtype=None):
     """Make an array on the active backend, copying between host and GPU when needed."""
     if xp is np and type(data).__module__.startswith("cupy"):
+        _refuse_during_capture("backend.asarray", "copies a device array to the host")
         data = data.get()  # a cupy array given while NumPy is active: copy it to the host
+    elif xp is not np and not type(data).__module__.startswith("cupy"):
+        _refuse_during_capture("backend.asarray", "copies host data to the device")
     return xp.asarray(data, dtype=dtype)
 
 
@@ -119,12 +132,85 @@ def to_backend(array, name: str):
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
 
 
+class CaptureError(RuntimeError):
+    """A step does something a CUDA graph cannot record (raised before the capture, naming it)."""
+
+
+def is_capturing() -> bool:
+    """True while :func:`scratchgan.cuda_graph.capture` records a graph, or rehearses the step just before.
+
+    Code that must take a capture-safe route (products, random draws) asks
+    this; the rehearsal takes the same route eagerly, so a route that fails
+    fails before anything is recorded.
+    """
+    return _capturing or _rehearsing
+
+
+def _refuse_during_capture(what: str, doing: str) -> None:
+    if _capturing or _rehearsing:
+        raise CaptureError(f"{what} {doing}, which a CUDA graph cannot record")
+
+
+def to_host(array, what: str) -> np.ndarray:
+    """A device array's values on the host: the one way scratchgan reads a value back.
+
+    Parameters
+    ----------
+    array : array
+        A NumPy or CuPy array (NumPy arrays are returned as they are).
+    what : str
+        Who reads, for the error when a captured step would read back
+        (e.g. ``"the NaN check of gradient_penalty's input"``).
+
+    Raises
+    ------
+    CaptureError
+        For a CuPy array while a CUDA graph is recorded or rehearsed.
+    """
+    if isinstance(array, (np.ndarray, np.generic)):
+        return np.asarray(array)
+    _refuse_during_capture(what, "reads a value back to the host")
+    return array_module(array).asnumpy(array)
+
+
+def host_scalar(array, what: str):
+    """A 0-d (or one-element) array's value as a Python scalar, through :func:`to_host`'s checks."""
+    if isinstance(array, (np.ndarray, np.generic)):
+        return array.item()
+    _refuse_during_capture(what, "reads a value back to the host")
+    return array.item()
+
+
+# Index arrays the library made in range by construction (labels and batch indices drawn on the
+# device): the range checks of getitem and Embedding skip their device-to-host read. A small
+# bounded table of strong references keyed by id: CuPy arrays take no weak references on every
+# version, and these arrays are small and short-lived.
+_VOUCHED_MAX = 64
+_vouched: dict = {}
+
+
+def vouch_indices(array, high: int):
+    """Record that the integer array ``array`` holds values in ``[0, high)`` by construction; returns it."""
+    _vouched.pop(id(array), None)
+    _vouched[id(array)] = (array, int(high))
+    while len(_vouched) > _VOUCHED_MAX:
+        _vouched.pop(next(iter(_vouched)))
+    return array
+
+
+def vouched_high(array) -> int | None:
+    """The bound given to :func:`vouch_indices` for this very array, or None."""
+    entry = _vouched.get(id(array))
+    return entry[1] if entry is not None and entry[0] is array else None
+
+
 def to_numpy(array) -> np.ndarray:
     """Return a host NumPy array (a copy from the GPU for CuPy arrays)."""
     if isinstance(array, np.ndarray):
         return array
     if isinstance(array, np.generic):
         return np.asarray(array)
+    _refuse_during_capture("backend.to_numpy", "reads a value back to the host")
     return array_module(array).asnumpy(array)
 
 
@@ -139,16 +225,34 @@ def scatter_add(xp_module, target, index, values) -> None:
 
 
 def matmul(a, b):
-    """``a @ b``, also while a CUDA graph is being captured.
+    """``a @ b`` for arrays of any rank, also while a CUDA graph is being captured.
 
-    CuPy refuses every cuBLAS call during stream capture (cupy/cupy#6290),
-    although cuBLAS GEMMs record into graphs fine. While
-    :func:`scratchgan.cuda_graph.capture` records, 2-D products therefore go
-    to cuBLAS directly (:func:`_gemm_for_capture`); otherwise this is ``@``.
+    CuPy refuses every cuBLAS call during stream capture (its wrappers check
+    the stream first: cupy_backends/cuda/libs/cublas.pyx), although cuBLAS
+    GEMMs record into graphs fine. While :func:`scratchgan.cuda_graph.capture`
+    records (and in the eager rehearsal just before, so that the same code
+    runs once where a failure can still be reported), products therefore go
+    to cuBLAS directly through ctypes (:class:`_CaptureGemm`): a 2-D product
+    is one GEMM, a 1-D operand is a matrix with one row or column, a stack of
+    matrices is one GEMM per matrix. Otherwise this is ``a @ b``.
     """
-    if _capturing and a.ndim == 2 and b.ndim == 2:
-        return _gemm_for_capture(a, b)
-    return a @ b
+    if not (_capturing or _rehearsing) or array_module(a) is np:
+        return a @ b
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: 0-d operands have no product (use *)")
+    if a.ndim == 1:
+        return matmul(a.reshape(1, -1), b)[..., 0, :] if b.ndim > 1 else matmul(a.reshape(1, -1), b.reshape(-1, 1))[0, 0]
+    if b.ndim == 1:
+        return matmul(a, b.reshape(-1, 1))[..., 0]
+    if a.ndim == 2 and b.ndim == 2:
+        return _capture_gemm().product(a, b)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = _cupy.broadcast_to(a, batch + a.shape[-2:])
+    b = _cupy.broadcast_to(b, batch + b.shape[-2:])
+    out = _cupy.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a.dtype, b.dtype))
+    for index in np.ndindex(*batch):
+        out[index] = _capture_gemm().product(a[index], b[index])
+    return out
 
 
 def gemm_operand(x):
@@ -169,47 +273,129 @@ def gemm_operand(x):
     return None
 
 
-def _gemm_for_capture(a, b):
-    """``a @ b`` for 2-D CuPy arrays through cuBLAS's sgemm/dgemm, on the current stream.
+_CUBLAS_WORKSPACE_BYTES = 32 * 2**20  # what PyTorch gives cuBLAS on Hopper; set before capture, so none is allocated in it
+_gemm_route = None  # the _CaptureGemm, made on first need (outside any capture)
 
-    Computes the column-major ``C^T (n, m) = B^T A^T`` into a C-contiguous
-    (m, n) output (see :func:`gemm_operand`).
+
+def _capture_gemm() -> _CaptureGemm:
+    global _gemm_route
+    if _gemm_route is None:
+        if _capturing:
+            raise CaptureError("the cuBLAS handle for captured products is made before the capture; "
+                               "call scratchgan.backend.prepare_capture() first (cuda_graph.capture does)")
+        _gemm_route = _CaptureGemm(_import_cupy())
+    return _gemm_route
+
+
+def prepare_capture() -> None:
+    """Make what a captured product needs (a cuBLAS handle and its workspace) while nothing captures."""
+    _capture_gemm()
+
+
+def _open_libcublas(cupy):
+    """libcublas as a ctypes library: the copy CuPy already loaded, else its CUDA major version's soname."""
+    import ctypes  # noqa: PLC0415 - only on this route
+
+    names = []
+    try:
+        with open("/proc/self/maps") as maps:  # where CuPy's libcublas lies, whichever wheel brought it
+            for line in maps:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if os.path.basename(path).startswith("libcublas.so") and path not in names:
+                    names.append(path)
+    except OSError:
+        pass
+    major = cupy.cuda.runtime.runtimeGetVersion() // 1000
+    names += [f"libcublas.so.{major}", "libcublas.so"]
+    errors = []
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(f"{name}: {exc}")
+    raise CaptureError("products inside a CUDA graph call libcublas directly, and it could not be loaded ("
+                       + "; ".join(errors) + "); install the CUDA toolkit's cuBLAS or nvidia-cublas-cu12")
+
+
+class _CaptureGemm:
+    """Row-major products through scratchgan's own cuBLAS handle, called with ctypes: capturable.
+
+    The handle is made once, outside any capture, with a workspace of its
+    own (cuBLAS would otherwise allocate one inside the capture) and host
+    pointer mode: ``alpha`` and ``beta`` are read from host memory at the
+    call, which the graph keeps. Each call sets the handle's stream to the
+    current (capturing) stream.
     """
-    cupy = _cupy
-    if a.dtype != b.dtype or a.dtype.char not in "fd":
-        return a @ b  # not a float32/float64 GEMM: let CuPy decide (it raises during capture)
-    from cupy_backends.cuda.libs import cublas  # noqa: PLC0415 - part of CuPy, reached only on GPU
 
-    pointer_mode_host = 0  # cublasPointerMode_t
+    def __init__(self, cupy):
+        import ctypes  # noqa: PLC0415
 
-    def column_major(x):
+        self._ctypes = ctypes
+        self._cupy = cupy
+        lib = _open_libcublas(cupy)
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]
+        lib.cublasSetStream_v2.argtypes = [vp, vp]
+        lib.cublasSetPointerMode_v2.argtypes = [vp, i]
+        lib.cublasSetWorkspace_v2.argtypes = [vp, vp, ctypes.c_size_t]
+        for name, scalar in (("cublasSgemm_v2", ctypes.c_float), ("cublasDgemm_v2", ctypes.c_double)):
+            getattr(lib, name).argtypes = [vp, i, i, i, i, i, ctypes.POINTER(scalar), vp, i, vp, i,
+                                           ctypes.POINTER(scalar), vp, i]
+        for name in ("cublasCreate_v2", "cublasSetStream_v2", "cublasSetPointerMode_v2", "cublasSetWorkspace_v2",
+                     "cublasSgemm_v2", "cublasDgemm_v2"):
+            getattr(lib, name).restype = i
+        self._lib = lib
+        self._handle = vp()
+        self._check(lib.cublasCreate_v2(ctypes.byref(self._handle)), "cublasCreate")
+        self._workspace = cupy.empty(_CUBLAS_WORKSPACE_BYTES, dtype=np.uint8)
+        self._check(lib.cublasSetWorkspace_v2(self._handle, self._workspace.data.ptr, _CUBLAS_WORKSPACE_BYTES),
+                    "cublasSetWorkspace")
+        self._check(lib.cublasSetPointerMode_v2(self._handle, 0), "cublasSetPointerMode")  # 0: host pointers
+
+    @staticmethod
+    def _check(status, call):
+        if status != 0:
+            raise RuntimeError(f"{call} failed with cuBLAS status {status}")
+
+    def product(self, a, b):
+        """``a @ b`` for 2-D CuPy arrays: the column-major ``C^T (n, m) = B^T A^T`` into a C-contiguous (m, n)."""
+        cupy, ctypes = self._cupy, self._ctypes
+        dtype = np.result_type(a.dtype, b.dtype)
+        if dtype.char not in "fd":
+            raise CaptureError(f"a product of {a.dtype} and {b.dtype} arrays inside a CUDA graph: only float32 "
+                               "and float64 products are captured (cast the operands)")
+        a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+        m, k = a.shape
+        n = b.shape[1]
+        out = cupy.empty((m, n), dtype=dtype)
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            out.fill(0)
+            return out
+        a_arr, op_a, ld_a = self._column_major(a)
+        b_arr, op_b, ld_b = self._column_major(b)
+        scalar = ctypes.c_float if dtype.char == "f" else ctypes.c_double
+        gemm = self._lib.cublasSgemm_v2 if dtype.char == "f" else self._lib.cublasDgemm_v2
+        alpha, beta = scalar(1.0), scalar(0.0)
+        self._check(self._lib.cublasSetStream_v2(self._handle, cupy.cuda.get_current_stream().ptr),
+                    "cublasSetStream")
+        self._check(gemm(self._handle, op_b, op_a, n, m, k, ctypes.byref(alpha), b_arr.data.ptr, ld_b,
+                         a_arr.data.ptr, ld_a, ctypes.byref(beta), out.data.ptr, n), "cublasGemm")
+        return out
+
+    def _column_major(self, x):
         layout = gemm_operand(x)
         if layout is None:
-            x = cupy.ascontiguousarray(x)
+            x = self._cupy.ascontiguousarray(x)
             layout = gemm_operand(x)
         return (x, *layout)
-
-    m, k = a.shape
-    n = b.shape[1]
-    out = cupy.empty((m, n), dtype=a.dtype)
-    if m == 0 or n == 0:
-        return out
-    if k == 0:
-        out.fill(0)
-        return out
-    b_arr, op_b, ld_b = column_major(b)
-    a_arr, op_a, ld_a = column_major(a)
-    handle = cupy.cuda.device.get_cublas_handle()
-    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)  # the capturing stream
-    cublas.setPointerMode(handle, pointer_mode_host)  # alpha and beta below are host scalars
-    gemm = cublas.sgemm if a.dtype.char == "f" else cublas.dgemm
-    gemm(handle, op_b, op_a, n, m, k, 1.0, b_arr.data.ptr, ld_b, a_arr.data.ptr, ld_a, 0.0, out.data.ptr, n)
-    return out
 
 
 def synchronize() -> None:
     """Wait for the GPU to finish queued work (no-op on NumPy)."""
     if _name == "cupy":
+        _refuse_during_capture("backend.synchronize", "waits for the GPU")
         xp.cuda.get_current_stream().synchronize()
 
 

@@ -95,7 +95,7 @@ class CapturedStep:
 _ADVICE = (
     "a captured step must not read values back to the host (float(loss), .item(), print, NaN checks, "
     "detect_anomaly), draw random numbers inside (draw them into input buffers before each replay), "
-    "or use operations CuPy cannot capture (cuSOLVER, cuRAND, batched matmul); see scratchgan.cuda_graph"
+    "or use operations CuPy cannot capture (cuSOLVER, cupy.random); see scratchgan.cuda_graph"
 )
 
 
@@ -133,17 +133,19 @@ def capture(step_fn, warmup: int = 3) -> CapturedStep:
         raise RuntimeError("cuda_graph.capture needs the cupy backend (set_backend('cupy') on a machine with an "
                            "NVIDIA GPU); on the CPU, call the step function directly")
     cupy = backend._import_cupy()
+    backend.prepare_capture()  # the cuBLAS handle and workspace captured products use, made outside the capture
     pool = cupy.cuda.MemoryPool()
     stream = cupy.cuda.Stream(non_blocking=True)
     # the capture stream starts after everything queued so far (e.g. the copies of the first inputs)
     stream.wait_event(cupy.cuda.get_current_stream().record())
     with stream, cupy.cuda.using_allocator(pool.malloc):
-        for _ in range(warmup):
+        for _ in range(warmup - 1):
             step_fn()
+        _rehearse(step_fn)
         stream.synchronize()
-        backend._capturing = True
         stream.begin_capture()
         try:
+            backend._capturing = True
             outputs = step_fn()
         except Exception as exc:
             try:
@@ -157,3 +159,23 @@ def capture(step_fn, warmup: int = 3) -> CapturedStep:
         graph = stream.end_capture()
     cupy.cuda.get_current_stream().wait_event(stream.record())
     return CapturedStep(graph, pool, stream, outputs)
+
+
+def _rehearse(step_fn) -> None:
+    """The last warm-up call, with the capture's rules on: what cannot be captured is refused here, by name.
+
+    scratchgan's own host reads, uploads and synchronisations (through
+    :func:`scratchgan.backend.to_host` and friends) raise
+    :class:`~scratchgan.backend.CaptureError` in this call, and the products
+    and random draws take the routes they will take in the capture. The step
+    really runs (it is a training step like the other warm-up calls), so a
+    refusal here costs nothing but that step, and nothing has been recorded.
+    """
+    backend._rehearsing = True
+    try:
+        step_fn()
+    except backend.CaptureError as exc:
+        raise backend.CaptureError(f"cuda_graph.capture: the step cannot be captured, nothing was recorded: {exc}. "
+                                   f"{_ADVICE}") from None
+    finally:
+        backend._rehearsing = False

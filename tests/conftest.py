@@ -10,6 +10,13 @@ Hypothesis profiles, picked with the environment variable ``HYPOTHESIS_PROFILE``
 The ``backend`` fixture runs a test on NumPy always and on CuPy only when
 ``scratchgan.cupy_available()`` (it is skipped otherwise), and restores the
 NumPy backend afterwards.
+
+The ``gpu`` marker: a test that runs on the cupy backend. Its ``cupy`` param
+of the ``backend`` fixture, and a test skipped with ``not cupy_available()``
+for a reason naming CuPy or a GPU, get it automatically. The CI's second
+pass runs only these, on the CuPy stand-in::
+
+    PYTHONPATH=tests/cupy_standin python -m pytest -m gpu
 """
 
 from __future__ import annotations
@@ -28,6 +35,28 @@ _SUPPRESS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, suppress_health_check=_SUPPRESS)
 settings.register_profile("intense", max_examples=500, deadline=None, suppress_health_check=_SUPPRESS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: runs on the cupy backend (a GPU, or the CuPy stand-in in CI)")
+
+
+def _needs_cupy(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "cupy":
+        return True
+    for mark in item.iter_markers("skipif"):
+        reason = mark.kwargs.get("reason", "")
+        condition = mark.args[0] if mark.args else None
+        if ("cupy" in reason.lower() or "gpu" in reason.lower()) and condition is (not sg.cupy_available()):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _needs_cupy(item):
+            item.add_marker(pytest.mark.gpu)
 
 
 @pytest.fixture(params=["numpy", "cupy"])

@@ -107,7 +107,7 @@ def cupy_backend():
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("layout", ["NN", "NT", "TN", "TT", "outer", "vector"])
-def test_gemm_for_capture_matches_cupy_matmul(cupy_backend, dtype, layout):
+def test_capture_gemm_matches_cupy_matmul(cupy_backend, dtype, layout):
     cp = cupy_backend
     rng = np.random.default_rng(1)
     m, k, n = 33, 17, 9
@@ -124,7 +124,7 @@ def test_gemm_for_capture_matches_cupy_matmul(cupy_backend, dtype, layout):
     a = operand(m, k, layout in ("TN", "TT"))
     b = operand(k, n, layout in ("NT", "TT"))
     expected = cp.asnumpy(cp.matmul(a, b))
-    got = cp.asnumpy(backend._gemm_for_capture(a, b))
+    got = cp.asnumpy(backend._capture_gemm().product(a, b))  # libcublas through ctypes: the capture route
     np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
 
 
@@ -199,11 +199,12 @@ def test_captured_step_matches_eager_steps(cupy_backend):
         for buf, host in zip(buffers, batch):
             buf.data[...] = cp.asarray(host.astype(np.float32))
 
-    # the warmup steps of capture() see the first batch each time: the eager twin does the same
+    # the warmup steps of capture() see the first batch each time: the eager twin does the same. Recording the
+    # capture runs nothing (on a GPU as in the stand-in), so the twin takes exactly `warmup` steps here
     feed((c_real, c_zd, c_zg), batches[0])
     captured = cuda_graph.capture(c_step, warmup=warmup)
     feed((real, z_d, z_g), batches[0])
-    for _ in range(warmup + 1):
+    for _ in range(warmup):
         eager_step()
     for batch in batches[1:1 + replays]:
         feed((real, z_d, z_g), batch)
@@ -217,7 +218,7 @@ def test_captured_step_matches_eager_steps(cupy_backend):
     for a, b in zip(list(G.parameters()) + list(D.parameters()), list(cG.parameters()) + list(cD.parameters())):
         np.testing.assert_allclose(cp.asnumpy(b.data), cp.asnumpy(a.data), rtol=1e-4, atol=1e-6)
     # the true step counts come back from the GPU
-    assert captured_model[2].state_dict()["state"]["0"]["step"] == warmup + 1 + replays
+    assert captured_model[2].state_dict()["state"]["0"]["step"] == warmup + replays
     assert captured.replays == replays
 
 
@@ -246,3 +247,63 @@ def test_host_read_inside_capture_is_explained(cupy_backend):
     with pytest.raises(RuntimeError, match="must not read values back to the host"):
         cuda_graph.capture(step, warmup=1)
     assert not backend._capturing
+
+
+@needs_gpu
+def test_capturing_flag_is_cleared_when_begin_capture_fails(cupy_backend, monkeypatch):
+    """The flag that routes products to the capture GEMM is set inside the try, after begin_capture."""
+    def refuse(self, mode=None):
+        raise RuntimeError("cudaErrorStreamCaptureUnsupported")
+
+    monkeypatch.setattr(cupy_backend.cuda.Stream, "begin_capture", refuse)
+    x = sg.ones((4, 4))
+    with pytest.raises(RuntimeError, match="cudaErrorStreamCaptureUnsupported"):
+        cuda_graph.capture(lambda: x @ x, warmup=1)
+    assert not backend.is_capturing()
+
+
+@needs_gpu
+def test_a_host_read_through_the_backend_is_refused_before_the_capture(cupy_backend):
+    """scratchgan's own host reads name themselves in the rehearsal: nothing is recorded, the message says what."""
+    x = sg.ones((4,))
+    calls = []
+
+    def step():
+        calls.append(1)
+        return backend.host_scalar((x * 2).sum().data, "the test's loss check")
+
+    with pytest.raises(backend.CaptureError, match="nothing was recorded: the test's loss check reads a "
+                                                   "value back to the host"):
+        cuda_graph.capture(step, warmup=2)
+    assert len(calls) == 2 and not backend.is_capturing()
+
+
+@needs_gpu
+@pytest.mark.parametrize("shapes", [((5,), (5, 3)), ((4, 5), (5,)), ((5,), (5,)), ((2, 4, 5), (5, 3)),
+                                    ((2, 4, 5), (2, 5, 3)), ((4, 5), (3, 5, 2))])
+def test_products_of_any_rank_are_captured(cupy_backend, shapes):
+    """1-D and batched products inside a capture (CuPy's matmul would call cuBLAS and be refused)."""
+    cp = cupy_backend
+    rng = np.random.default_rng(4)
+    a = sg.Tensor(rng.standard_normal(shapes[0]), dtype="float64", requires_grad=True)
+    b = sg.Tensor(rng.standard_normal(shapes[1]), dtype="float64", requires_grad=True)
+    out = {}
+
+    def step():
+        a.grad = b.grad = None
+        y = a @ b
+        y.sum().backward()
+        out["y"] = y
+        return y
+
+    captured = cuda_graph.capture(step, warmup=1)
+    a.data[...] = cp.asarray(rng.standard_normal(shapes[0]))
+    captured()
+    # the reference: the same product and gradient on the NumPy backend
+    ref_a = sg.Tensor(cp.asnumpy(a.data), dtype="float64", requires_grad=True).to_backend("numpy")
+    ref_b = sg.Tensor(cp.asnumpy(b.data), dtype="float64", requires_grad=True).to_backend("numpy")
+    ref_y = ref_a @ ref_b
+    ref_y.sum().backward()
+    np.testing.assert_allclose(cp.asnumpy(captured.outputs.data), ref_y.data, rtol=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(a.grad.data), ref_a.grad.data, rtol=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(b.grad.data), ref_b.grad.data, rtol=1e-12)
