@@ -40,6 +40,10 @@ def _unsupported(x):
 
 def unwrap(x):
     """The NumPy buffers behind ``x`` (arrays, and lists or tuples of them); NumPy arrays are refused."""
+    if x.__class__ is ndarray:
+        return x._a
+    if x is None or x.__class__ in (int, float, bool, str, slice):
+        return x
     if isinstance(x, ndarray):
         return x._a
     if isinstance(x, np.ndarray):
@@ -79,9 +83,9 @@ def adopt(result, inputs, recompute, c_order=False):
     """Turn what NumPy computed into the stand-in's result: views, new buffers (a launch), or host values."""
     if isinstance(result, np.generic):
         result = np.asarray(result)  # a reduction's 0-d array, not a scalar
+    elif isinstance(result, np.ndarray) and _is_view(result, inputs):
+        return wrap(result)
     if isinstance(result, np.ndarray):
-        if _is_view(result, inputs):
-            return wrap(result)
         if dev.capturing_state() is None:
             if c_order and not result.flags.c_contiguous:
                 result = np.ascontiguousarray(result)
@@ -108,9 +112,13 @@ def call(fn, args=(), kwargs=None, *, c_order=False):
         dev.launch(lambda: fn(*np_args, **np_kwargs))
         return out
     inputs = _buffers(args, [])
-    _buffers(kwargs.values(), inputs)
-    with np.errstate(all="ignore"):  # during a capture the inputs hold garbage: this only finds the shape
+    if kwargs:
+        _buffers(kwargs.values(), inputs)
+    if dev.capturing_state() is None:
         result = fn(*np_args, **np_kwargs)
+    else:
+        with np.errstate(all="ignore"):  # during a capture the inputs hold garbage: this only finds the shape
+            result = fn(*np_args, **np_kwargs)
     return adopt(result, inputs, lambda: fn(*np_args, **np_kwargs), c_order)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 _COUNTER_NAMES = ("device_to_host", "host_to_device", "syncs", "launches")
 _counts = dict.fromkeys(_COUNTER_NAMES, 0)
 _memory = {"live_bytes": 0, "peak_bytes": 0}
-_allocations: dict = {}  # base address -> (weakref to the buffer, nbytes)
+_allocations: dict = {}  # id of a weak reference to a live buffer -> (that reference, nbytes)
 
 
 class CaptureUnsupported(RuntimeError):
@@ -76,18 +76,18 @@ def allocate(shape, dtype, order="C") -> np.ndarray:
 def track(buf: np.ndarray) -> np.ndarray:
     """Count ``buf`` (a fresh NumPy array the stand-in owns) as device memory until it is freed."""
     nbytes = buf.nbytes
-    address = buf.__array_interface__["data"][0]
-    _memory["live_bytes"] += nbytes
-    _memory["peak_bytes"] = max(_memory["peak_bytes"], _memory["live_bytes"])
-    key = (address, id(buf))
-    _allocations[key] = (weakref.ref(buf), nbytes, address)
-    weakref.finalize(buf, _free, key, nbytes)
+    live = _memory["live_bytes"] = _memory["live_bytes"] + nbytes
+    if live > _memory["peak_bytes"]:
+        _memory["peak_bytes"] = live
+    ref = weakref.ref(buf, _free)
+    _allocations[id(ref)] = (ref, nbytes)  # a weak reference to an array is not hashable: keyed by its id
     return buf
 
 
-def _free(key, nbytes) -> None:
-    _memory["live_bytes"] -= nbytes
-    _allocations.pop(key, None)
+def _free(ref) -> None:
+    entry = _allocations.pop(id(ref), None)
+    if entry is not None:
+        _memory["live_bytes"] -= entry[1]
 
 
 def memory_at(ptr: int, nbytes: int) -> np.ndarray:
@@ -96,11 +96,12 @@ def memory_at(ptr: int, nbytes: int) -> np.ndarray:
     A pointer outside every live allocation is what a kernel would turn into
     an illegal memory access (cudaErrorIllegalAddress): raised here at once.
     """
-    for ref, size, address in list(_allocations.values()):
+    for ref, size in list(_allocations.values()):
+        buf = ref()
+        if buf is None:
+            continue
+        address = buf.__array_interface__["data"][0]
         if address <= ptr and ptr + nbytes <= address + size:
-            buf = ref()
-            if buf is None:
-                continue
             raw = buf.reshape(-1, order="A").view(np.uint8)  # a fresh buffer is C- or F-contiguous: a view
             return raw[ptr - address:ptr - address + nbytes]
     raise RuntimeError(f"cudaErrorIllegalAddress: an illegal memory access ({nbytes} bytes at {ptr:#x} "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _array
+from . import _array, _device
 
 
 class ufunc:
@@ -38,6 +38,13 @@ class ufunc:
             if not isinstance(out, _array.ndarray):
                 raise TypeError(f"output must be a cupy.ndarray, got {type(out)}")
             return _array.call(self._u, args, {**options, "out": out})
+        np_args = [a._a if a.__class__ is _array.ndarray else a for a in args]
+        if _device.capturing_state() is None:  # the common case, kept short: a ufunc's output is always new
+            result = self._u(*np_args, order="C", **options)
+            _device.count("launches")
+            if isinstance(result, tuple):
+                return tuple(_array.wrap(_device.track(np.asarray(r))) for r in result)
+            return _array.wrap(_device.track(np.asarray(result)))
         return _array.call(lambda *a: self._u(*a, order="C", **options), args, c_order=True)
 
     def reduce(self, array, axis=0, dtype=None, out=None, keepdims=False):
@@ -51,8 +58,6 @@ class ufunc:
         source = b._a if isinstance(b, _array.ndarray) else b
         if isinstance(b, np.ndarray):
             raise _array._unsupported(b)
-        from . import _device  # noqa: PLC0415
-
         _device.launch(lambda: self._u.at(target, make_key(), source) if b is not None
                        else self._u.at(target, make_key()))
 
