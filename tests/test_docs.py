@@ -19,3 +19,11 @@ def test_readme_has_examples():
 def test_readme_example_runs(index):
     namespace = {"__name__": "readme_example"}
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), namespace)  # noqa: S102
+
+
+def test_ci_runs_the_readme_test_command_exactly():
+    """The README's second set-up command (install and test, the stand-in pass included) is .ci/run's last line."""
+    commands = re.findall(r"```bash\n(.*?)\n```", README.read_text(), flags=re.S)
+    ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert commands[1] == ci
+    assert "PYTHONPATH=tests/cupy_standin python -m pytest -m gpu" in ci

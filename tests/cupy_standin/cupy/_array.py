@@ -355,8 +355,9 @@ class ndarray:
     def __getitem__(self, key):
         make_key, advanced = index_key(key, self.shape)
         a = self._a
-        if not advanced:
-            return wrap(a[make_key()])  # a view: host metadata only (IndexError for a bad int, as CuPy)
+        if not advanced:  # a view: host metadata only (IndexError for a bad int, as CuPy)
+            view = a[make_key() + (Ellipsis,)]  # with an Ellipsis, NumPy gives a 0-d view, not a scalar, as CuPy
+            return wrap(view)
         return call(lambda: a[make_key()], ())
 
     def __setitem__(self, key, value):
