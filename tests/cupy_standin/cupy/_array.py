@@ -87,8 +87,10 @@ def adopt(result, inputs, recompute, c_order=False):
         return wrap(result)
     if isinstance(result, np.ndarray):
         if dev.capturing_state() is None:
-            if c_order and not result.flags.c_contiguous:
-                result = np.ascontiguousarray(result)
+            if result.base is not None or (c_order and not result.flags.c_contiguous):
+                # a view of NumPy's temporary: the device buffer is an allocation of its own (pointers into it
+                # must find it, as cuBLAS through ctypes and NCCL look them up)
+                result = np.array(result, order="C" if c_order or not result.flags.f_contiguous else "F")
             dev.count("launches")
             return wrap(dev.track(result))
         buf = dev.allocate(result.shape, result.dtype)
