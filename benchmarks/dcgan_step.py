@@ -32,7 +32,19 @@ page faults and speed, e.g. PyTorch's own step from 7.4 to 5.6 steps/s at B = 64
   backend. No im2col/col2im, no elementwise work, no BatchNorm, no Adam.
 
 With ``--backend cupy`` scratchgan and the floor run on CuPy and the PyTorch
-variant on CUDA (times are then given in milliseconds per step).
+variant on CUDA (times are then given in milliseconds per step), joined by
+two captured steps:
+
+* ``scratchgan-graph``: the scratchgan step captured once as a CUDA graph with
+  :func:`scratchgan.cuda_graph.capture` (inputs written into persistent
+  buffers) and replayed; a step the capture refuses shows as ``failed``, with
+  the capture's reason on a ``failed:`` line;
+* ``torch-graph``: PyTorch's CUDA-graph replay of its step (capturable Adam,
+  static inputs, warm-up on a side stream, ``torch.cuda.graph``).
+
+The PyTorch variants and the update check are reported "not run: no CUDA"
+where PyTorch is missing or sees no GPU. Every clock reading follows a
+synchronisation of the device.
 
 What a run measures, per batch size (default 64 and 256): steps per second of
 each variant, the median over ``--repeats`` repetitions of about
@@ -65,6 +77,10 @@ Usage::
     python benchmarks/dcgan_step.py --backend cupy          # GPU
     python benchmarks/dcgan_step.py --profile --batch-sizes 64
     python benchmarks/dcgan_step.py --batch-sizes 8 --repeats 1 --seconds 0.05 --no-memory   # a smoke run
+    python benchmarks/dcgan_step.py --backend cupy --check-only     # only the float64 check, on the GPU
+
+A variant that fails is shown as ``failed`` in the table, with its error on a
+``failed:`` line below it, and the script then exits with status 1.
 """
 
 from __future__ import annotations
@@ -76,7 +92,6 @@ import json
 import os
 import platform
 import pstats
-import statistics
 import subprocess
 import sys
 import time
@@ -88,7 +103,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import scratchgan as sg  # noqa: E402
 from gan_step import (  # noqa: E402
-    _faults_cell, _peak_rss_kb, _quartiles, _ratio_cell, _time_steps, heap_setting, thread_settings,
+    ScratchganGraphed, TorchGraphed, WorkerTimer, _faults_cell, _peak_rss_kb, _ratio_cell, _time_steps, heap_setting,
+    report_problems, serve, speed_cell, summarise, thread_settings, time_interleaved, torch_status,
 )
 from handwritten import PHASES, no_mark  # noqa: E402
 from scratchgan import backend, losses, nn, optim  # noqa: E402
@@ -327,20 +343,31 @@ class Inputs:
 
 
 VARIANTS = ("scratchgan", "torch", "floor")
+GPU_VARIANTS = ("scratchgan", "torch", "floor", "scratchgan-graph", "torch-graph")  # --backend cupy
+TORCH_VARIANTS = ("torch", "torch-graph")
+
+
+def _input_shapes(batch):
+    return [(batch, 1, IMG, IMG), (batch, NZ), (batch, NZ)]
 
 
 def _make_variant(name, batch, use_gpu, seed=0):
     xp = backend.xp
     if name == "scratchgan":
         return ScratchganDCGAN(seed), Inputs(batch, xp.asarray), backend.synchronize
+    if name == "scratchgan-graph":
+        model = ScratchganGraphed(ScratchganDCGAN(seed), _input_shapes(batch))
+        return model, Inputs(batch, xp.asarray), backend.synchronize
     if name == "floor":
         return MatmulFloor(batch, xp), Inputs(batch, xp.asarray), backend.synchronize
-    if name == "torch":
+    if name in TORCH_VARIANTS:
         import torch  # noqa: PLC0415
 
         device = "cuda" if use_gpu else "cpu"
         state = ScratchganDCGAN(seed).state()  # the same initial weights as the scratchgan variant
         model = TorchDCGAN(state, device=device)
+        if name == "torch-graph":
+            model = TorchGraphed(model, _input_shapes(batch))
         sync = torch.cuda.synchronize if use_gpu else (lambda: None)
         return model, Inputs(batch, lambda a: torch.from_numpy(a).to(device)), sync
     raise ValueError(name)
@@ -473,51 +500,6 @@ def _worker(variant, batch, steps, use_gpu):
     print(json.dumps({"peak_rss_mb": _peak_rss_kb() / 1024}))
 
 
-def _serve(variant, batch, use_gpu):
-    """A timing worker: one variant in its own process, timed whenever the parent writes a request line.
-
-    A request ``{"steps": s, "warmup": w}`` is answered with ``{"rate": steps/s,
-    "faults": page faults per step}``; end of input ends the worker.
-    """
-    model, inputs, sync = _make_variant(variant, batch, use_gpu)
-    print(json.dumps({"ready": variant, "threads": threads_in_use()}), flush=True)
-    for line in sys.stdin:
-        request = json.loads(line)
-        faults = []
-        rate = _time_steps(model, inputs, sync, steps=request["steps"], warmup=request["warmup"], faults=faults)
-        print(json.dumps({"rate": rate, "faults": faults[0]}), flush=True)
-
-
-class _TimingWorker:
-    """The parent's handle on a :func:`_serve` process."""
-
-    def __init__(self, variant, batch, backend_name):
-        self.variant = variant
-        cmd = [sys.executable, os.path.abspath(__file__), "--serve", variant, "--batch-sizes", str(batch),
-               "--backend", backend_name]
-        # the environment carries --warm-heap (heap_setting); stderr is the parent's, so a failure shows
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.threads = self._read()["threads"]
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {self.variant} timing worker stopped (exit status {self.proc.wait()}); "
-                             "its error is above")
-        return json.loads(line)
-
-    def time(self, steps: int, warmup: int) -> tuple[float, float]:
-        """Steps per second and page faults per step of one repetition."""
-        self.proc.stdin.write(json.dumps({"steps": steps, "warmup": warmup}) + "\n")
-        self.proc.stdin.flush()
-        answer = self._read()
-        return answer["rate"], answer["faults"]
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 # --------------------------------------------------------------------------- the profile
 
 
@@ -632,18 +614,25 @@ def profile(batch, steps, top, use_gpu, with_torch=True):
 # --------------------------------------------------------------------------- main
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=7, help="timed repetitions per variant (median reported)")
     parser.add_argument("--seconds", type=float, default=1.0, help="approximate length of one repetition")
+    parser.add_argument("--pause", type=float, default=0.2, help="seconds of rest before each repetition")
+    parser.add_argument("--calibration-steps", type=int, default=3,
+                        help="timed steps (after half as many untimed) that size a repetition")
+    parser.add_argument("--min-steps", type=int, default=3, help="the fewest timed steps in a repetition")
     parser.add_argument("--steps", type=int, default=20, help="steps for the peak-memory workers and the profile")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     parser.add_argument("--no-check", action="store_true", help="skip the float64 update check (needs torch)")
+    parser.add_argument("--check-only", action="store_true", help="run the float64 update check and stop")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the timing run, print where the scratchgan step's time goes")
     parser.add_argument("--top", type=int, default=25, help="cProfile entries listed with --profile")
+    parser.add_argument("--worker-timeout", type=float, default=300.0,
+                        help="seconds a timing worker may take to answer before its variant counts as failed")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--warm-heap", action="store_true",
                         help="run every variant as the scratchgan command runs (scratchgan.process.keep_heap_warm)")
@@ -657,91 +646,88 @@ def main(argv=None):
     if args.worker:
         return _worker(args.worker, args.batch_sizes[0], args.steps, use_gpu)
     if args.serve:
-        return _serve(args.serve, args.batch_sizes[0], use_gpu)
+        return serve(_make_variant, args.serve, use_gpu, describe=threads_in_use)
 
-    try:
-        import torch  # noqa: PLC0415
-
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
-        print("note: torch is not installed; the PyTorch reference and the update check are skipped")
-    if torch_version and not args.no_check:
+    torch_version, torch_missing = torch_status(use_gpu)
+    if torch_missing:
+        print(f"not run: the PyTorch reference and the update check: {torch_missing}")
+    if torch_missing is None and not args.no_check:
         worst = check_same_update(use_gpu=use_gpu)
         print(f"check: scratchgan and PyTorch DCGAN updates agree in float64 over 2 steps (max gradient difference "
               f"{worst['grad']:.1e} of the largest, max update difference {worst['update']:.1e} x lr, "
               f"running statistics {worst['running']:.1e})")
+    if args.check_only:
+        return 0
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python "
           f"{platform.python_version()}; numpy {np.__version__}; torch {torch_version}; backend {args.backend}; "
-          f"{thread_settings()}; {heap}")
+          f"{thread_settings()}; {heap}", flush=True)
 
     if args.profile:
         for batch in args.batch_sizes:
-            profile(batch, args.steps, args.top, use_gpu, with_torch=torch_version is not None)
-        return None
+            profile(batch, args.steps, args.top, use_gpu, with_torch=torch_missing is None)
+        return 0
 
-    variants = [v for v in VARIANTS if v != "torch" or torch_version]
+    shown = GPU_VARIANTS if use_gpu else VARIANTS
+    not_run = {v: torch_missing for v in shown if v in TORCH_VARIANTS and torch_missing} if use_gpu else {}
+    variants = [v for v in shown if v not in TORCH_VARIANTS or torch_missing is None]
+    # each variant in a worker process of its own, timed when asked; on the CPU a fresh one per batch size
+    timers = {v: WorkerTimer(os.path.abspath(__file__), v, args.backend, args.worker_timeout,
+                             fresh_per_batch=not use_gpu) for v in variants}
+    pairs = [("vs_torch", "scratchgan", "torch"), ("vs_floor", "scratchgan", "floor"),
+             ("graph_vs_torch_graph", "scratchgan-graph", "torch-graph"),
+             ("graph_vs_eager", "scratchgan-graph", "scratchgan")]
     results = []
-    for batch in args.batch_sizes:
-        workers = {v: _TimingWorker(v, batch, args.backend) for v in variants}
-        # calibrate the number of steps per repetition on the slowest variant, after warm-up
-        rates = {v: workers[v].time(steps=3, warmup=2)[0] for v in variants}
-        steps = max(3, int(args.seconds * min(rates.values())))
-        samples = {v: [] for v in variants}
-        faults = {v: [] for v in variants}
-        for rep in range(args.repeats):
-            # rotate the order, so that no variant always runs right after the same other one
-            # (PyTorch's OpenMP workers keep spinning for a while after its step returns)
-            for v in variants[rep % len(variants):] + variants[:rep % len(variants)]:
-                time.sleep(0.2)
-                rate, fault = workers[v].time(steps=steps, warmup=max(2, steps // 5))
-                samples[v].append(rate)
-                faults[v].append(fault)
-        for worker in workers.values():
-            worker.close()
-        row = {"batch": batch, "steps_per_rep": steps, "gflop_per_step": gemm_flops(batch) / 1e9,
-               "threads": "; ".join(f"{v}: {w.threads}" for v, w in workers.items())}
-        for v in variants:
-            row[v] = statistics.median(samples[v])
-            row[f"faults_{v}"] = statistics.median(faults[v])
-        for key, a, b in (("vs_torch", "scratchgan", "torch"), ("vs_floor", "scratchgan", "floor")):
-            if a in variants and b in variants:
-                ratios = [x / y for x, y in zip(samples[a], samples[b])]
-                row[key] = statistics.median(ratios)
-                row[f"{key}_quartiles"] = _quartiles(ratios)
-        if not args.no_memory:
-            for v in variants:
-                row[f"rss_{v}"] = _peak_rss_mb(v, batch, args.steps, args.backend)
-        results.append(row)
-        print(json.dumps(row), flush=True)
+    try:
+        for batch in args.batch_sizes:
+            calibration = (args.calibration_steps, (args.calibration_steps + 1) // 2)  # (timed, untimed first)
+            samples, faults, failed, steps = time_interleaved(timers, batch, args.repeats, args.seconds, calibration,
+                                                              min_steps=args.min_steps, pause=args.pause)
+            row = summarise({"batch": batch, "steps_per_rep": steps, "gflop_per_step": gemm_flops(batch) / 1e9,
+                             "threads": "; ".join(f"{v}: {timers[v].threads}" for v in variants if v not in failed)},
+                            samples, faults, pairs)
+            if failed:
+                row["failed"] = failed
+            if not_run:
+                row["not_run"] = not_run
+            if not args.no_memory:
+                for v in variants:
+                    row[f"rss_{v}"] = _peak_rss_mb(v, batch, args.steps, args.backend)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        for timer in timers.values():
+            timer.close()
 
     print(f"\nthreads in use: {results[-1]['threads'] if results else threads_in_use()}")
     unit = "ms" if use_gpu else "steps/s"
-
-    def speed(r, v):
-        x = r.get(v, float("nan"))
-        return 1e3 / x if use_gpu else x
-
     header = (f"| B | scratchgan {unit} | torch {unit} | floor (GEMMs) {unit} | sg / torch (quartiles) "
               "| sg / floor (quartiles) | page faults/step (sg / torch / floor) |")
+    if use_gpu:
+        header += (f" scratchgan-graph {unit} | torch-graph {unit} | graph vs torch-graph (quartiles) "
+                   "| graph vs eager (quartiles) |")
     if not args.no_memory:
         header += " peak RSS MB (sg / torch / floor) |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for r in results:
-        line = (f"| {r['batch']} | {speed(r, 'scratchgan'):.2f} | {speed(r, 'torch'):.2f} | {speed(r, 'floor'):.2f} "
-                f"| {_ratio_cell(r, 'vs_torch', 'x')} | {_ratio_cell(r, 'vs_floor')} "
-                f"| {_faults_cell(r, VARIANTS)} |")
+        line = (f"| {r['batch']} | " + " | ".join(speed_cell(r, v, use_gpu) for v in VARIANTS)
+                + f" | {_ratio_cell(r, 'vs_torch', 'x')} | {_ratio_cell(r, 'vs_floor')}"
+                + f" | {_faults_cell(r, VARIANTS)} |")
+        if use_gpu:
+            line += (" " + " | ".join(speed_cell(r, v, use_gpu) for v in ("scratchgan-graph", "torch-graph"))
+                     + f" | {_ratio_cell(r, 'graph_vs_torch_graph', 'x')} | {_ratio_cell(r, 'graph_vs_eager', 'x')} |")
         if not args.no_memory:
             rss = [r.get(f"rss_{v}") for v in VARIANTS]
             line += " " + " / ".join("-" if x is None else f"{x:.0f}" for x in rss) + " |"
         print(line)
+    status = report_problems(results, not_run)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"backend": args.backend, "torch": torch_version, "numpy": np.__version__,
-                       "thread_settings": thread_settings(), "heap": heap, "rows": results}, f, indent=1)
-    return results
+                       "thread_settings": thread_settings(), "heap": heap, "not_run": not_run, "rows": results},
+                      f, indent=1)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -311,3 +311,96 @@ def test_dcgan_variants_script_times_every_variant(tmp_path, capsys, monkeypatch
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms" not in line]
     assert [row.split(" | ")[0].lstrip("| ") for row in rows] == list(dcgan_variants.VARIANTS)
     assert rows[0].endswith("| 1.00x |")  # the reference against itself
+
+
+# --------------------------------------------------------------------------- variants that fail (gan_step)
+
+
+class _FakeTimer:
+    """A timer whose variant runs at ``rate`` steps/s, or fails when built or at its ``fail_at``-th timing."""
+
+    def __init__(self, rate, fail_build=False, fail_at=None):
+        self.rate, self.fail_build, self.fail_at, self.timed, self.threads = rate, fail_build, fail_at, 0, ""
+
+    def prepare(self, batch):
+        self.batch = batch
+
+    def wait_prepared(self):
+        if self.fail_build:
+            raise gan_step.VariantFailed("RuntimeError: cuda_graph.capture: the step could not be captured")
+
+    def time(self, steps, warmup):
+        self.timed += 1
+        if self.timed == self.fail_at:
+            raise gan_step.VariantFailed("ValueError: replay went wrong")
+        return self.rate, 0.0
+
+
+def test_a_variant_that_fails_is_reported_as_failed_and_the_others_are_timed(capsys):
+    timers = {"scratchgan": _FakeTimer(100.0), "scratchgan-graph": _FakeTimer(300.0, fail_build=True),
+              "handwritten": _FakeTimer(50.0, fail_at=3), "torch": _FakeTimer(80.0)}
+    samples, faults, failed, steps = gan_step.time_interleaved(timers, 8, repeats=3, seconds=0.2, pause=0.0)
+    assert set(failed) == {"scratchgan-graph", "handwritten"}  # one at its build, one in its second repetition
+    assert "could not be captured" in failed["scratchgan-graph"] and "replay went wrong" in failed["handwritten"]
+    assert set(samples) == {"scratchgan", "torch"} and all(len(s) == 3 for s in samples.values())
+    assert timers["scratchgan-graph"].timed == 0 and timers["handwritten"].timed == 3  # no timing after a failure
+    assert steps == int(0.2 * 50.0)  # sized on the slowest variant that built (the graph's 300 steps/s is out)
+
+    pairs = [("vs_torch", "scratchgan", "torch"), ("vs_handwritten", "scratchgan", "handwritten")]
+    row = gan_step.summarise({"batch": 8}, samples, faults, pairs)
+    row["failed"] = failed
+    row["not_run"] = {"torch-graph": "no CUDA (PyTorch is not installed)"}
+    assert row["vs_torch"] == pytest.approx(1.25) and "vs_handwritten" not in row
+    assert [gan_step.speed_cell(row, v, per_ms=True) for v in ("scratchgan", "handwritten", "torch-graph")] \
+        == ["10.00", "failed", "not run"]
+    capsys.readouterr()
+    assert gan_step.report_problems([row], row["not_run"]) == 1  # the script's exit status
+    printed = capsys.readouterr().out.splitlines()
+    assert "not run: torch-graph: no CUDA (PyTorch is not installed)" in printed
+    assert any(line.startswith("failed: scratchgan-graph at B = 8: RuntimeError: cuda_graph.capture")
+               for line in printed)
+    assert gan_step.report_problems([{"batch": 8}], {}) == 0
+
+
+def test_worker_timer_times_a_variant_in_its_own_process_and_reports_one_that_fails():
+    good = gan_step.WorkerTimer(gan_step.__file__, "handwritten", "numpy", timeout=120)
+    bad = gan_step.WorkerTimer(gan_step.__file__, "no-such-variant", "numpy", timeout=120)
+    try:
+        for timer in (good, bad):  # both build at once
+            timer.prepare(4)
+        good.wait_prepared()
+        with pytest.raises(gan_step.VariantFailed, match="ValueError: no-such-variant"):
+            bad.wait_prepared()
+        assert bad.proc is None  # the failed worker is gone; a later prepare() would start a fresh one
+        rate, faults = good.time(steps=2, warmup=1)
+        assert rate > 0 and faults >= 0
+        pid = good.proc.pid
+        good.prepare(8)  # another batch size, same worker
+        good.wait_prepared()
+        assert good.time(steps=1, warmup=0)[0] > 0 and good.proc.pid == pid
+        good.fresh_per_batch = True  # as dcgan_step.py on the CPU: a fresh heap for each batch size
+        good.prepare(4)
+        good.wait_prepared()
+        assert good.proc.pid != pid
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_line_reader_gives_up_at_its_time_limit():
+    read_end, write_end = os.pipe()
+    try:
+        lines = gan_step._LineReader(read_end)
+        assert lines.readline(0.05) is None  # nothing came: the caller decides the worker hangs
+        os.write(write_end, b'{"rate": 1}\n{"ra')
+        assert lines.readline(1.0) == '{"rate": 1}\n'
+        assert lines.readline(0.05) is None  # half a line is no answer
+        os.write(write_end, b'te": 2}\n')
+        assert lines.readline(1.0) == '{"rate": 2}\n'
+        os.close(write_end)
+        write_end = None
+        assert lines.readline(1.0) == ""  # end of input: the worker stopped
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
