@@ -307,3 +307,68 @@ def test_products_of_any_rank_are_captured(cupy_backend, shapes):
     np.testing.assert_allclose(cp.asnumpy(captured.outputs.data), ref_y.data, rtol=1e-12)
     np.testing.assert_allclose(cp.asnumpy(a.grad.data), ref_a.grad.data, rtol=1e-12)
     np.testing.assert_allclose(cp.asnumpy(b.grad.data), ref_b.grad.data, rtol=1e-12)
+
+
+def _benchmark(name):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
+def _replay_against_eager(cp, make_model, inputs_for, shapes, parameters, warmup, replays):
+    """A captured step (gan_step.ScratchganGraphed: ``warmup`` eager calls, the capture, then replays) against
+    the same number of eager steps from the same start; returns the largest relative parameter difference."""
+    gan_step = _benchmark("gan_step")
+    eager, graphed = make_model(), gan_step.ScratchganGraphed(make_model(), shapes, warmup=warmup)
+    eager_inputs, graphed_inputs = inputs_for(), inputs_for()
+    first = eager_inputs.next()
+    for _ in range(warmup + 1):  # the graphed model's first call: `warmup` eager steps and one replay, one batch
+        eager.step(*first)
+    graphed.step(*graphed_inputs.next())
+    for _ in range(replays):
+        eager.step(*eager_inputs.next())
+        graphed.step(*graphed_inputs.next())
+    assert graphed.captured.replays == replays + 1
+    worst = 0.0
+    for a, b in zip(parameters(eager), parameters(graphed)):
+        a, b = cp.asnumpy(a), cp.asnumpy(b)
+        assert np.isfinite(b).all()
+        worst = max(worst, float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)))
+    return worst
+
+
+@needs_gpu
+def test_captured_reference_mlp_step_replays_to_the_eager_parameters(cupy_backend):
+    """gan_step.py's reference MLP step (NS loss, Adam), captured after 3 eager steps, against eager steps."""
+    cp = cupy_backend
+    gan_step = _benchmark("gan_step")
+    from handwritten import D_SIZES, G_SIZES, init_params
+
+    rng = np.random.default_rng(0)
+    g_params, d_params = init_params(G_SIZES, rng), init_params(D_SIZES, rng)
+    batch = 16
+    shapes = [(batch, G_SIZES[-1]), (batch, G_SIZES[0]), (batch, G_SIZES[0])]
+    worst = _replay_against_eager(cp, lambda: gan_step.ScratchganGAN(g_params, d_params),
+                                  lambda: gan_step.Inputs(batch, cp, cp.asarray, seed=1), shapes,
+                                  lambda m: m.parameters(), warmup=3, replays=4)
+    assert worst < 1e-6, worst  # the same float32 arithmetic in a different order at most
+
+
+@needs_gpu
+def test_captured_reference_dcgan_step_replays_to_the_eager_parameters(cupy_backend):
+    """dcgan_step.py's reference DCGAN step (conv, transposed conv, batch norm, Adam), captured and replayed."""
+    cp = cupy_backend
+    dcgan_step = _benchmark("dcgan_step")
+    batch = 4
+    worst = _replay_against_eager(cp, lambda: dcgan_step.ScratchganDCGAN(0),
+                                  lambda: dcgan_step.Inputs(batch, cp.asarray, seed=1),
+                                  dcgan_step._input_shapes(batch),
+                                  lambda m: [p.data for p in (m.model if hasattr(m, "model") else m).G.parameters()]
+                                  + [p.data for p in (m.model if hasattr(m, "model") else m).D.parameters()],
+                                  warmup=2, replays=2)
+    assert worst < 1e-5, worst
