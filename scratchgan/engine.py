@@ -155,7 +155,8 @@ def op_name(rule) -> str:
 
 
 def _check_finite(array, where: str) -> None:
-    if array.dtype.kind == "f" and not bool(backend.array_module(array).isfinite(array).all()):
+    if array.dtype.kind == "f" and not backend.host_scalar(backend.array_module(array).isfinite(array).all(),
+                                                           "detect_anomaly's finiteness check"):
         raise FloatingPointError(f"anomaly detected: {where} produced NaN or Inf")
 
 
@@ -230,6 +231,10 @@ def as_operand(value, like: Tensor, op: str) -> Tensor:
     that would lose precision (a float64 array with a float32 tensor).
     """
     ref = like.data
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        # a NumPy scalar (np.float32(0.5), an element of a host array) counts as the Python number it holds:
+        # CuPy would copy it to the device (xp.asarray), which a captured CUDA graph cannot do
+        value = value.item()
     if isinstance(value, (bool, int, float)):
         dtype = ref.dtype if ref.dtype.kind == "f" else None
         xp = backend.array_module(ref)

@@ -682,9 +682,12 @@ class Adam(Optimizer):
 
     def state_dict(self) -> dict:
         # after graph replays the host step counts are behind: the GPU holds the true ones
-        for i, counter in self.__dict__.get("_device_steps", {}).items():
-            if self.state[i]:
-                self.state[i]["step"] = int(round(float(counter[0])))
+        counters = {i: c for i, c in self.__dict__.get("_device_steps", {}).items() if self.state[i]}
+        if counters:  # one read for all of them
+            xp = backend.array_module(next(iter(counters.values())))
+            values = backend.to_host(xp.concatenate(list(counters.values())), "Adam.state_dict's step counts")
+            for i, value in zip(counters, values.tolist()):
+                self.state[i]["step"] = int(round(value))
         return super().state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:

@@ -134,18 +134,18 @@ class Tensor:
     def __bool__(self) -> bool:
         if self.data.size != 1:
             raise ValueError("the truth value of a tensor with more than one element is ambiguous; use .any()/.all()")
-        return bool(self.data)
+        return bool(backend.host_scalar(self.data, "bool() of a tensor"))
 
     # ---- conversion
     def numpy(self) -> np.ndarray:
         """Return the values as a host NumPy array (a copy when on the GPU)."""
-        return backend.to_numpy(self.data)
+        return backend.to_host(self.data, "Tensor.numpy()")
 
     def item(self):
         """Return the value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.reshape(()).item()
+        return backend.host_scalar(self.data.reshape(()), "Tensor.item()")
 
     def tolist(self):
         return self.numpy().tolist()
@@ -352,10 +352,10 @@ class Tensor:
         return _ops.astype(self, np.float64)
 
     def any(self):
-        return bool(self.data.any())
+        return bool(backend.host_scalar(self.data.any(), "Tensor.any()"))
 
     def all(self):
-        return bool(self.data.all())
+        return bool(backend.host_scalar(self.data.all(), "Tensor.all()"))
 
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from op_specs import SPECS, OpSpec, cases
+from op_specs import SPECS, OpSpec, cases, table
 
 import scratchgan as sg
 from scratchgan import ops
@@ -23,8 +23,9 @@ def f64(values, requires_grad=True):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=repr)
+@table
 @given(data=st.data())
-def test_float32_matches_float64(spec: OpSpec, data):
+def test_float32_matches_float64(backend, spec: OpSpec, data):
     case = data.draw(cases(spec), label="case")
     results = {}
     for dtype in ("float32", "float64"):
@@ -46,7 +47,7 @@ EXTREMES = [-1e4, -1e3, -710.0, -89.0, -30.0, -1.0, -1e-8, 0.0, 1e-8, 1.0, 30.0,
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("act", [ops.sigmoid, ops.softplus, ops.log_sigmoid, ops.tanh], ids=lambda f: f.__name__)
-def test_stable_activations_finite(act, dtype):
+def test_stable_activations_finite(backend, act, dtype):
     x = sg.Tensor(EXTREMES, dtype=dtype, requires_grad=True)
     with sg.detect_anomaly():  # would raise at the first NaN or Inf, forward or backward
         y = act(x)
@@ -62,13 +63,13 @@ def test_stable_activations_finite(act, dtype):
 # --------------------------------------------------------------------------- clear errors
 
 
-def test_backward_non_scalar_needs_grad():
+def test_backward_non_scalar_needs_grad(backend):
     y = f64(np.ones((2, 3))) * 2.0
     with pytest.raises(RuntimeError, match=r"implicitly created only for scalar outputs.*\(2, 3\)"):
         y.backward()
 
 
-def test_backward_through_freed_graph():
+def test_backward_through_freed_graph(backend):
     x = f64([1.0, 2.0])
     y = (x.exp() * 3.0).sum()
     y.backward()
@@ -76,7 +77,7 @@ def test_backward_through_freed_graph():
         y.backward()
 
 
-def test_backward_twice_with_retain_graph_accumulates():
+def test_backward_twice_with_retain_graph_accumulates(backend):
     x = f64([1.0, -2.0])
     y = (x * x).sum()
     y.backward(retain_graph=True)
@@ -85,19 +86,19 @@ def test_backward_twice_with_retain_graph_accumulates():
     np.testing.assert_array_equal(x.grad.numpy(), 2 * first)
 
 
-def test_matmul_shape_mismatch_names_both_shapes():
+def test_matmul_shape_mismatch_names_both_shapes(backend):
     with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\)"):
         ops.matmul(f64(np.ones((2, 3))), f64(np.ones((4, 5))))
     with pytest.raises(ValueError, match=r"\(3,\) and \(4, 5\)"):
         ops.matmul(f64(np.ones(3)), f64(np.ones((4, 5))))
 
 
-def test_broadcast_mismatch_names_both_shapes():
+def test_broadcast_mismatch_names_both_shapes(backend):
     with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4,\) cannot be broadcast"):
         f64(np.ones((2, 3))) + f64(np.ones(4))
 
 
-def test_backward_grad_shape_mismatch():
+def test_backward_grad_shape_mismatch(backend):
     y = f64(np.ones((2, 3))) * 2.0
     with pytest.raises(ValueError, match=r"grad has shape \(3, 2\) but the output has shape \(2, 3\)"):
         y.backward(sg.Tensor(np.ones((3, 2)), dtype="float64"))
@@ -112,7 +113,7 @@ def test_mixing_float32_and_float64_is_an_error():
         a + np.ones(2)
 
 
-def test_python_scalars_take_the_tensor_dtype():
+def test_python_scalars_take_the_tensor_dtype(backend):
     a = sg.Tensor([1.0, 2.0], requires_grad=True)
     for out in (a * 2.5, 2.5 - a, a / 3, a ** 2, a ** np.float64(1.5), 2.0 ** a, a * np.float64(0.1),
                 ops.leaky_relu(a, np.float64(0.2)), ops.clip(a, np.float64(0.0), np.float64(1.5))):
@@ -121,12 +122,12 @@ def test_python_scalars_take_the_tensor_dtype():
     assert sg.Tensor(np.ones(2)).dtype == np.float64  # an array keeps its dtype (PyTorch, NumPy)
 
 
-def test_integer_tensor_cannot_require_grad():
+def test_integer_tensor_cannot_require_grad(backend):
     with pytest.raises(TypeError, match=r"only floating tensors can require gradients"):
         sg.Tensor([1, 2, 3], requires_grad=True)
 
 
-def test_grad_of_unused_input():
+def test_grad_of_unused_input(backend):
     x, unused = f64([1.0, 2.0]), f64([3.0])
     y = (x * x).sum()
     with pytest.raises(RuntimeError, match=r"input 1 \(shape \(1,\)\) is not used.*allow_unused=True"):
@@ -135,6 +136,7 @@ def test_grad_of_unused_input():
     assert gu is None and np.allclose(gx.numpy(), [2.0, 4.0])
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
 def test_mixing_backends_is_an_error():
     a = f64([1.0, 2.0])
@@ -152,14 +154,14 @@ def test_mixing_backends_is_an_error():
 # --------------------------------------------------------------------------- anomaly mode
 
 
-def test_anomaly_forward_names_the_op():
+def test_anomaly_forward_names_the_op(backend):
     x = f64([1.0, -1.0])
     with sg.detect_anomaly(), np.errstate(invalid="ignore"):
         with pytest.raises(FloatingPointError, match=r"op 'log' \(forward\)"):
             x.log()
 
 
-def test_anomaly_backward_names_the_op():
+def test_anomaly_backward_names_the_op(backend):
     x = f64([0.0, 4.0])
     with sg.detect_anomaly(), np.errstate(divide="ignore"):
         y = x.sqrt().sum()  # forward is finite; d sqrt/dx at 0 is inf
@@ -168,7 +170,7 @@ def test_anomaly_backward_names_the_op():
     assert not _mode.anomaly  # switched off again
 
 
-def test_anomaly_off_lets_nan_through():
+def test_anomaly_off_lets_nan_through(backend):
     with np.errstate(invalid="ignore"):
         assert np.isnan(f64([-1.0]).log().numpy()).all()
 
@@ -176,7 +178,7 @@ def test_anomaly_off_lets_nan_through():
 # --------------------------------------------------------------------------- grad modes
 
 
-def test_no_grad_context_and_decorator():
+def test_no_grad_context_and_decorator(backend):
     x = f64([1.0, 2.0])
     with sg.no_grad():
         y = x * 2.0 + 1.0
@@ -193,7 +195,7 @@ def test_no_grad_context_and_decorator():
     assert w.requires_grad and w._parents[0] is x
 
 
-def test_enable_grad_inside_no_grad():
+def test_enable_grad_inside_no_grad(backend):
     x = f64([1.0])
     with sg.no_grad(), sg.enable_grad():
         assert (x * 2.0).requires_grad
@@ -215,7 +217,7 @@ def test_deep_chain_has_no_recursion_limit():
     del z
 
 
-def test_constant_inputs_get_no_gradient(monkeypatch):
+def test_constant_inputs_get_no_gradient(backend, monkeypatch):
     seen = []
     original = arith.mul_backward
 
@@ -234,14 +236,14 @@ def test_constant_inputs_get_no_gradient(monkeypatch):
     assert seen == [(True, False)] and w.grad is None
 
 
-def test_grad_accumulates_across_backward_calls():
+def test_grad_accumulates_across_backward_calls(backend):
     x = f64([1.0, 2.0])
     (x * 3.0).sum().backward()
     (x * x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [3.0 + 2.0, 3.0 + 4.0])
 
 
-def test_grad_function_does_not_touch_dot_grad():
+def test_grad_function_does_not_touch_dot_grad(backend):
     x = f64([1.0, 2.0])
     (gx,) = sg.grad((x * x).sum(), [x])
     assert x.grad is None and np.allclose(gx.numpy(), [2.0, 4.0])
@@ -250,7 +252,7 @@ def test_grad_function_does_not_touch_dot_grad():
     np.testing.assert_array_equal(x.grad.numpy(), [7.0, 7.0])
 
 
-def test_create_graph_gives_differentiable_gradients():
+def test_create_graph_gives_differentiable_gradients(backend):
     x = f64([0.5, -2.0, 3.0])
     (g1,) = sg.grad((x ** 3).sum(), [x], create_graph=True)
     np.testing.assert_allclose(g1.numpy(), 3 * x.numpy() ** 2)
@@ -259,7 +261,7 @@ def test_create_graph_gives_differentiable_gradients():
     np.testing.assert_allclose(g2.numpy(), 6 * x.numpy())
 
 
-def test_backward_create_graph_then_backward_again():
+def test_backward_create_graph_then_backward_again(backend):
     x = f64([1.5])
     y = (x * x * x).sum()
     y.backward(create_graph=True)
@@ -269,7 +271,7 @@ def test_backward_create_graph_then_backward_again():
     np.testing.assert_allclose(x.grad.numpy(), [6 * 1.5])
 
 
-def test_ties_share_the_gradient():
+def test_ties_share_the_gradient(backend):
     x = f64([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     x.max(axis=1).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
@@ -279,7 +281,7 @@ def test_ties_share_the_gradient():
     np.testing.assert_array_equal(b.grad.numpy(), [0.0, 0.0])
 
 
-def test_wrong_rule_shape_is_an_internal_error():
+def test_wrong_rule_shape_is_an_internal_error(backend):
     def bad_backward(g, out, needs):
         return (ops.transpose(g),)
 

@@ -65,6 +65,14 @@ def force_method(monkeypatch, method):
     monkeypatch.setattr(conv, "_PHASES_MAX_CHANNEL_RATIO", METHODS[method])
 
 
+def set_chunk(monkeypatch, elements):
+    """Chunks of ``elements`` column-buffer elements, on the CPU and on a GPU."""
+    from scratchgan.ops import conv
+
+    monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", elements)
+    monkeypatch.setattr(conv, "_GPU_CHUNK_ELEMENTS", elements)
+
+
 def conv_out(x_shape, w_shape, stride, padding):
     (sh, sw), (ph, pw) = pair(stride), pair(padding)
     return ((x_shape[2] + 2 * ph - w_shape[2]) // sh + 1, (x_shape[3] + 2 * pw - w_shape[3]) // sw + 1)
@@ -75,7 +83,7 @@ def conv_out(x_shape, w_shape, stride, padding):
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_forward_equals_direct_loop(case, bias):
+def test_conv2d_forward_equals_direct_loop(backend, case, bias):
     x_shape, w_shape, stride, padding = case
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
@@ -88,7 +96,7 @@ def test_conv2d_forward_equals_direct_loop(case, bias):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("case", TRANSPOSE_CASES)
-def test_conv_transpose2d_forward_equals_direct_loop(case, bias, method, monkeypatch):
+def test_conv_transpose2d_forward_equals_direct_loop(backend, case, bias, method, monkeypatch):
     force_method(monkeypatch, method)
     x_shape, w_shape, stride, padding, output_padding = case
     rng = np.random.default_rng(1)
@@ -106,10 +114,9 @@ def test_conv_transpose2d_forward_equals_direct_loop(case, bias, method, monkeyp
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("samples_per_chunk", [1, 2])
 @pytest.mark.parametrize("case", TRANSPOSE_CASES)
-def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(case, samples_per_chunk, method, monkeypatch):
-    """On the CPU the batch runs in chunks (one or two samples at a time here): the same values."""
-    from scratchgan.ops import conv
-
+def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(backend, case, samples_per_chunk, method,
+                                                                  monkeypatch):
+    """The batch runs in chunks of samples (one or two at a time here): the same values."""
     force_method(monkeypatch, method)
     x_shape, w_shape, stride, padding, output_padding = case
     (sh, sw), (ph, pw), (qh, qw) = pair(stride), pair(padding), pair(output_padding)
@@ -119,7 +126,7 @@ def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(case, samples_
         per_sample = x_shape[2] * x_shape[3] * w_shape[1] * kh * kw
     else:  # the largest phase's output pixels x its taps x C_in
         per_sample = -(-oh // sh) * -(-ow // sw) * -(-kh // sh) * -(-kw // sw) * x_shape[1]
-    monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", samples_per_chunk * per_sample)
+    set_chunk(monkeypatch, samples_per_chunk * per_sample)
     x_shape = (5,) + x_shape[1:]  # a batch that does not divide into equal chunks
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
@@ -130,14 +137,13 @@ def test_conv_transpose2d_in_chunks_of_samples_equals_direct_loop(case, samples_
 
 @pytest.mark.parametrize("samples_per_chunk", [1, 2])
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_and_weight_gradient_in_chunks_of_samples_equal_direct_loop(case, samples_per_chunk, monkeypatch):
-    """On the CPU conv2d and conv2d_weight run in chunks of samples (one or two here, batch 5): the same values."""
-    from scratchgan.ops import conv
-
+def test_conv2d_and_weight_gradient_in_chunks_of_samples_equal_direct_loop(backend, case, samples_per_chunk,
+                                                                           monkeypatch):
+    """conv2d and conv2d_weight run in chunks of samples (one or two here, batch 5): the same values."""
     x_shape, w_shape, stride, padding = case
     oh, ow = conv_out(x_shape, w_shape, stride, padding)
     per_sample = oh * ow * w_shape[1] * w_shape[2] * w_shape[3]  # column-buffer elements
-    monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", samples_per_chunk * per_sample)
+    set_chunk(monkeypatch, samples_per_chunk * per_sample)
     x_shape = (5,) + x_shape[1:]  # a batch that does not divide into equal chunks
     rng = np.random.default_rng(4)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
@@ -150,7 +156,7 @@ def test_conv2d_and_weight_gradient_in_chunks_of_samples_equal_direct_loop(case,
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_reused_scratch_buffers_do_not_leak_between_calls(method, monkeypatch):
+def test_reused_scratch_buffers_do_not_leak_between_calls(backend, method, monkeypatch):
     """The chunk loops reuse their scratch arrays: a call after a larger one with other values and padding is exact."""
     force_method(monkeypatch, method)
     rng = np.random.default_rng(5)
@@ -166,7 +172,7 @@ def test_reused_scratch_buffers_do_not_leak_between_calls(method, monkeypatch):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_weight_forward_equals_direct_loop(case):
+def test_conv2d_weight_forward_equals_direct_loop(backend, case):
     x_shape, w_shape, stride, padding = case
     rng = np.random.default_rng(2)
     x = rng.standard_normal(x_shape)
@@ -178,7 +184,7 @@ def test_conv2d_weight_forward_equals_direct_loop(case):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_transpose2d_is_the_adjoint_of_conv2d(case):
+def test_conv_transpose2d_is_the_adjoint_of_conv2d(backend, case):
     """<conv2d(x, W), z> = <x, conv_transpose2d(z, W)>, with the output_padding that gives back x's size."""
     x_shape, w_shape, stride, padding = case
     rng = np.random.default_rng(3)
@@ -192,7 +198,7 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(case):
     assert lhs == pytest.approx(float((x * back).sum()), rel=1e-12)
 
 
-def test_float32_in_float32_out_and_channels_last_memory():
+def test_float32_in_float32_out_and_channels_last_memory(backend):
     rng = np.random.default_rng(4)
     x = sg.Tensor(rng.standard_normal((2, 3, 6, 6)), dtype="float32")
     w = sg.Tensor(rng.standard_normal((4, 3, 3, 3)), dtype="float32")
@@ -208,7 +214,7 @@ def test_float32_in_float32_out_and_channels_last_memory():
     np.testing.assert_allclose(z.numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_graph_and_no_grad():
+def test_graph_and_no_grad(backend):
     rng = np.random.default_rng(5)
     x, w = f64(rng.standard_normal((1, 1, 4, 4))), f64(rng.standard_normal((2, 1, 2, 2)))
     assert ops.conv2d(x, w).grad_fn == "conv2d"
@@ -226,7 +232,7 @@ def test_graph_and_no_grad():
 
 
 @pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
-def test_gradients_with_many_channels(op):
+def test_gradients_with_many_channels(backend, op):
     """First and second order with 9 output channels of the transposed product (the stacked-product path).
 
     The op table draws at most 2 channels, where conv_transpose2d takes the 2-D product; here conv2d's
@@ -486,6 +492,7 @@ def test_wgan_gp_training_of_a_tiny_conv_gan():
 # --------------------------------------------------------------------------- CuPy against NumPy
 
 
+@pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
 def test_cupy_equals_numpy_forward_and_gradients(transposed):
@@ -519,6 +526,7 @@ def test_cupy_equals_numpy_forward_and_gradients(transposed):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.gpu
 @needs_gpu
 def test_cupy_float32_conv_gan_layers_equal_numpy():
     rng = np.random.default_rng(14)
@@ -539,7 +547,7 @@ def test_cupy_float32_conv_gan_layers_equal_numpy():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_conv_outputs_and_flatten_gradient_are_dense_channels_last():
+def test_conv_outputs_and_flatten_gradient_are_dense_channels_last(backend):
     """The layouts the fast paths rely on: conv outputs are dense channels-last arrays (NCHW views of
     NHWC memory, cropped output included), and a flatten's gradient comes back in its input's layout, so
     that the elementwise rules between them read both operands in the same order."""

@@ -31,7 +31,7 @@ def randn(*shape, seed=0):
 # --------------------------------------------------------------------------- Conv2d, ConvTranspose2d
 
 
-def test_conv_layer_shapes_arguments_and_repr():
+def test_conv_layer_shapes_arguments_and_repr(backend):
     conv = nn.Conv2d(3, 8, (3, 2), stride=2, padding=(1, 0), rng=0)
     assert conv.weight.shape == (8, 3, 3, 2) and conv.bias.shape == (8,) and conv.weight.dtype == np.float32
     assert conv.kernel_size == (3, 2) and conv.stride == (2, 2) and conv.padding == (1, 0)
@@ -45,7 +45,7 @@ def test_conv_layer_shapes_arguments_and_repr():
     assert [name for name, _ in conv.named_parameters()] == ["weight", "bias"]
 
 
-def test_conv_layer_errors():
+def test_conv_layer_errors(backend):
     with pytest.raises(ValueError, match="Conv2d: in_channels must be a positive int"):
         nn.Conv2d(0, 4, 3)
     with pytest.raises(ValueError, match="Conv2d: kernel_size must be >= 1"):
@@ -74,7 +74,7 @@ def test_conv_layer_errors():
     (lambda: nn.ConvTranspose2d(128, 64, 4, rng=2, dtype="float64"), 64 * 16),
     (lambda: nn.ConvTranspose2d(20, 300, 3, rng=3, dtype="float64"), 300 * 9),
 ], ids=["conv", "conv_nonsquare", "transpose", "transpose_wide"])
-def test_pytorch_default_init_statistics(layer, fan_in):
+def test_pytorch_default_init_statistics(backend, layer, fan_in):
     """kaiming_uniform_(a=sqrt(5)): W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     m = layer()
     bound = 1.0 / math.sqrt(fan_in)
@@ -86,7 +86,7 @@ def test_pytorch_default_init_statistics(layer, fan_in):
     assert np.abs(b).max() <= bound and b.std() > 0.3 * bound
 
 
-def test_init_matches_torch_scale():
+def test_init_matches_torch_scale(backend):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     for ours, theirs in [(nn.Conv2d(64, 128, 4, rng=0), torch.nn.Conv2d(64, 128, 4)),
@@ -99,7 +99,7 @@ def test_init_matches_torch_scale():
 
 
 @pytest.mark.parametrize("cls", [nn.Conv2d, nn.ConvTranspose2d])
-def test_dcgan_xavier_he_inits_and_seeds(cls):
+def test_dcgan_xavier_he_inits_and_seeds(backend, cls):
     m = cls(64, 96, 4, init="dcgan", rng=0, dtype="float64")
     assert m.weight.numpy().std() == pytest.approx(0.02, rel=0.03) and not m.bias.numpy().any()
     fan_in = 96 * 16 if cls is nn.ConvTranspose2d else 64 * 16
@@ -113,7 +113,7 @@ def test_dcgan_xavier_he_inits_and_seeds(cls):
     assert not np.array_equal(same.weight.numpy(), cls(64, 96, 4, rng=6).weight.numpy())
 
 
-def test_torch_weights_give_torch_outputs():
+def test_torch_weights_give_torch_outputs(backend):
     torch = pytest.importorskip("torch")
     torch.manual_seed(1)
     x = randn(2, 3, 9, 8)
@@ -129,7 +129,7 @@ def test_torch_weights_give_torch_outputs():
                                    atol=1e-12)
 
 
-def test_conv_layers_equal_the_direct_loops():
+def test_conv_layers_equal_the_direct_loops(backend):
     conv = nn.Conv2d(2, 3, 3, stride=2, padding=1, rng=0, dtype="float64")
     up = nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, rng=1, dtype="float64")
     x = randn(2, 2, 5, 4)
@@ -153,7 +153,7 @@ def _torch_bn(torch, c, affine, momentum=0.1):
 
 
 @pytest.mark.parametrize("affine", [True, False])
-def test_batchnorm2d_matches_torch_in_training_and_eval(affine):
+def test_batchnorm2d_matches_torch_in_training_and_eval(backend, affine):
     torch = pytest.importorskip("torch")
     c = 3
     ours, theirs = nn.BatchNorm2d(c, momentum=0.2, affine=affine, dtype="float64"), _torch_bn(torch, c, affine, 0.2)
@@ -184,13 +184,14 @@ def test_batchnorm2d_matches_torch_in_training_and_eval(affine):
     np.testing.assert_allclose(gs.numpy(), gt.numpy(), rtol=1e-10)
 
 
-def test_batchnorm2d_statistics_errors_and_1d_unchanged():
+def test_batchnorm2d_statistics_errors_and_1d_unchanged(backend):
     bn = nn.BatchNorm2d(2, dtype="float64")
     x = randn(3, 2, 4, 5) * 2.0 + 1.0
     y = bn(f64(x)).numpy()
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
     m = 3 * 4 * 5
-    np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * x.var(axis=(0, 2, 3)) * m / (m - 1), rtol=1e-12)
+    np.testing.assert_allclose(sg.backend.to_numpy(bn.running_var), 0.9 + 0.1 * x.var(axis=(0, 2, 3)) * m / (m - 1),
+                               rtol=1e-12)
     with pytest.raises(ValueError, match=r"BatchNorm2d: expected input of shape \(N, 2, H, W\), got \(3, 2, 4\)"):
         bn(f64(np.ones((3, 2, 4))))
     with pytest.raises(ValueError, match=r"BatchNorm2d: expected input of shape \(N, 2, H, W\), got \(3, 3, 4, 4\)"):
@@ -204,7 +205,7 @@ def test_batchnorm2d_statistics_errors_and_1d_unchanged():
     assert repr(nn.BatchNorm2d(4)) == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True)"
 
 
-def test_gradgradcheck_conv_batchnorm_stack():
+def test_gradgradcheck_conv_batchnorm_stack(backend):
     net = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1, rng=0, dtype="float64"),
                         nn.BatchNorm2d(3, dtype="float64"), nn.Tanh(),
                         nn.ConvTranspose2d(3, 1, 2, stride=2, rng=1, dtype="float64"))
@@ -217,7 +218,7 @@ def test_gradgradcheck_conv_batchnorm_stack():
     assert gradgradcheck(lambda x, *ps: net(x), [x] + params)
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip(backend):
     def build(seed):
         rng = np.random.default_rng(seed)
         return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=rng), nn.BatchNorm2d(4), nn.LeakyReLU(0.2),
@@ -242,7 +243,7 @@ def test_state_dict_round_trip():
 # --------------------------------------------------------------------------- Flatten, Unflatten
 
 
-def test_flatten_unflatten():
+def test_flatten_unflatten(backend):
     x = f64(randn(2, 3, 4, 5), grad=True)
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(0)(x).shape == (120,)

@@ -14,6 +14,11 @@ def t64(array, grad=True):
     return sg.Tensor(np.asarray(array, dtype=np.float64), requires_grad=grad, dtype="float64")
 
 
+def host(a):
+    """A tensor's or a raw (NumPy or CuPy) array's values on the host."""
+    return sg.backend.to_numpy(a.data if isinstance(a, sg.Tensor) else a)
+
+
 def randn(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
 
@@ -22,7 +27,7 @@ def randn(*shape, seed=0):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_linear_forward_equals_x_at_w_plus_b(dtype):
+def test_linear_forward_equals_x_at_w_plus_b(backend, dtype):
     layer = nn.Linear(4, 3, rng=0, dtype=dtype)
     assert layer.weight.shape == (4, 3) and layer.bias.shape == (3,)
     assert layer.weight.dtype == dtype and isinstance(layer.weight, nn.Parameter) and layer.weight.requires_grad
@@ -35,7 +40,7 @@ def test_linear_forward_equals_x_at_w_plus_b(dtype):
     assert layer(sg.Tensor(randn(2, 5, 4), dtype=dtype)).shape == (2, 5, 3)
 
 
-def test_linear_without_bias_and_shape_error():
+def test_linear_without_bias_and_shape_error(backend):
     layer = nn.Linear(4, 3, bias=False, rng=0)
     assert layer.bias is None and [n for n, _ in layer.named_parameters()] == ["weight"]
     with pytest.raises(ValueError, match=r"last axis has size 5.*in_features is 4"):
@@ -46,7 +51,7 @@ def test_linear_without_bias_and_shape_error():
         nn.Linear(0, 2)
 
 
-def test_gradcheck_linear():
+def test_gradcheck_linear(backend):
     layer = nn.Linear(3, 2, rng=1, dtype="float64")
     x = t64(randn(4, 3))
     assert gradcheck(lambda x, w, b: layer(x), [x, layer.weight, layer.bias])
@@ -61,7 +66,7 @@ def _randomize_affine(module, seed):
     nn.uniform_(module.bias, -0.5, 0.5, rng=rng)
 
 
-def test_layernorm_forward_and_per_sample():
+def test_layernorm_forward_and_per_sample(backend):
     ln = nn.LayerNorm(6, dtype="float64")
     x = randn(4, 6) * 3 + 1
     y = ln(t64(x, grad=False)).numpy()
@@ -78,21 +83,21 @@ def test_layernorm_forward_and_per_sample():
         ln(sg.Tensor(np.ones((2, 5)), dtype="float64"))
 
 
-def test_gradcheck_layernorm():
+def test_gradcheck_layernorm(backend):
     ln = nn.LayerNorm((2, 3), dtype="float64")
     _randomize_affine(ln, 2)
     x = t64(randn(3, 2, 3))
     assert gradcheck(lambda x, w, b: ln(x), [x, ln.weight, ln.bias])
 
 
-def test_gradgradcheck_layernorm():
+def test_gradgradcheck_layernorm(backend):
     ln = nn.LayerNorm(4, dtype="float64")
     _randomize_affine(ln, 3)
     x = t64(randn(3, 4))
     assert gradgradcheck(lambda x, w, b: ln(x), [x, ln.weight, ln.bias])
 
 
-def test_gradcheck_batchnorm_train():
+def test_gradcheck_batchnorm_train(backend):
     for shape in [(5, 3), (4, 3, 2)]:
         bn = nn.BatchNorm1d(3, dtype="float64")
         _randomize_affine(bn, 4)
@@ -100,22 +105,22 @@ def test_gradcheck_batchnorm_train():
         assert gradcheck(lambda x, w, b: bn(x), [x, bn.weight, bn.bias])
 
 
-def test_batchnorm_train_and_eval():
+def test_batchnorm_train_and_eval(backend):
     bn = nn.BatchNorm1d(3, momentum=0.1, dtype="float64")
     x = randn(8, 3) * np.array([1.0, 2.0, 3.0]) + np.array([0.0, 5.0, -2.0])
     y = bn(t64(x, grad=False)).numpy()
     np.testing.assert_allclose(y.mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(y.var(0), x.var(0) / (x.var(0) + 1e-5), rtol=1e-12)
     # running stats: PyTorch's update with the unbiased variance
-    np.testing.assert_allclose(bn.running_mean, 0.1 * x.mean(0), rtol=1e-12)
-    np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * x.var(0, ddof=1), rtol=1e-12)
-    running_mean = bn.running_mean.copy()
+    np.testing.assert_allclose(host(bn.running_mean), 0.1 * x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(host(bn.running_var), 0.9 + 0.1 * x.var(0, ddof=1), rtol=1e-12)
+    running_mean = host(bn.running_mean).copy()
     bn.eval()
     assert not bn.training
     z = randn(2, 3, seed=9)
-    expected = (z - bn.running_mean) / np.sqrt(bn.running_var + 1e-5)
+    expected = (z - host(bn.running_mean)) / np.sqrt(host(bn.running_var) + 1e-5)
     np.testing.assert_allclose(bn(t64(z, grad=False)).numpy(), expected, rtol=1e-12)
-    np.testing.assert_array_equal(bn.running_mean, running_mean)  # eval does not update
+    np.testing.assert_array_equal(host(bn.running_mean), running_mean)  # eval does not update
     bn.train()
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         bn(t64(np.ones((1, 3)), grad=False))
@@ -125,14 +130,14 @@ def test_batchnorm_train_and_eval():
     bn3 = nn.BatchNorm1d(2, dtype="float64")
     x3 = randn(4, 2, 5)
     bn3(t64(x3, grad=False))
-    np.testing.assert_allclose(bn3.running_mean, 0.1 * x3.mean((0, 2)), rtol=1e-12)
-    np.testing.assert_allclose(bn3.running_var, 0.9 + 0.1 * x3.transpose(1, 0, 2).reshape(2, -1).var(1, ddof=1))
+    np.testing.assert_allclose(host(bn3.running_mean), 0.1 * x3.mean((0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(host(bn3.running_var), 0.9 + 0.1 * x3.transpose(1, 0, 2).reshape(2, -1).var(1, ddof=1))
 
 
 # --------------------------------------------------------------------------- Embedding
 
 
-def test_embedding_forward_gradient_and_errors():
+def test_embedding_forward_gradient_and_errors(backend):
     emb = nn.Embedding(5, 3, rng=0, dtype="float64")
     idx = np.array([[0, 4, 4], [2, 0, 4]])
     out = emb(idx)
@@ -150,7 +155,7 @@ def test_embedding_forward_gradient_and_errors():
         emb(np.array([0.0, 1.0]))
 
 
-def test_gradcheck_embedding():
+def test_gradcheck_embedding(backend):
     emb = nn.Embedding(4, 2, rng=1, dtype="float64")
     idx = np.array([3, 1, 3, 0])
     assert gradcheck(lambda w: emb(idx), [emb.weight])
@@ -159,21 +164,21 @@ def test_gradcheck_embedding():
 # --------------------------------------------------------------------------- MLP
 
 
-def test_gradgradcheck_mlp():
+def test_gradgradcheck_mlp(backend):
     model = nn.mlp([3, 5, 4, 1], activation="tanh", norm="layer", rng=0, dtype="float64")
     x = t64(randn(4, 3))
     params = list(model.parameters())
     assert gradgradcheck(lambda x, *ps: model(x), [x] + params)
 
 
-def test_gradgradcheck_mlp_leaky_relu_input_gradient():
+def test_gradgradcheck_mlp_leaky_relu_input_gradient(backend):
     # the WGAN-GP shape: second derivatives through a leaky-ReLU critic
     model = nn.mlp([2, 6, 1], activation="leaky_relu", rng=3, dtype="float64")
     x = t64(randn(5, 2, seed=4))
     assert gradgradcheck(lambda x, *ps: model(x), [x] + list(model.parameters()))
 
 
-def test_mlp_structure_and_errors():
+def test_mlp_structure_and_errors(backend):
     model = nn.mlp([2, 8, 8, 1], activation="leaky_relu", out_activation="sigmoid", norm="batch", rng=0)
     kinds = [type(m).__name__ for m in model]
     assert kinds == ["Linear", "BatchNorm1d", "LeakyReLU", "Linear", "BatchNorm1d", "LeakyReLU", "Linear", "Sigmoid"]
@@ -203,7 +208,7 @@ class Net(nn.Module):
         return self.head(self.body(x)) * self.scale
 
 
-def test_module_registration_and_traversal():
+def test_module_registration_and_traversal(backend):
     net = Net()
     names = [n for n, _ in net.named_parameters()]
     assert names == ["scale", "body.0.weight", "body.0.bias", "body.1.weight", "body.1.bias",
@@ -224,7 +229,7 @@ def test_module_registration_and_traversal():
     assert "(body): Sequential(" in r and "(0): Linear(in_features=2, out_features=3, bias=True)" in r
 
 
-def test_forgetting_super_init_is_a_clear_error():
+def test_forgetting_super_init_is_a_clear_error(backend):
     class Bad(nn.Module):
         def __init__(self):
             self.w = nn.Parameter(np.ones(2))
@@ -233,7 +238,7 @@ def test_forgetting_super_init_is_a_clear_error():
         Bad()
 
 
-def test_train_eval_zero_grad_and_backend():
+def test_train_eval_zero_grad_and_backend(backend):
     net = Net()
     assert net.training and net.body[1].training
     assert net.eval() is net and not net.body[1].training and not net.head.training
@@ -249,7 +254,7 @@ def test_train_eval_zero_grad_and_backend():
         net.to_backend("tpu")
 
 
-def test_dropout_train_eval_and_seed():
+def test_dropout_train_eval_and_seed(backend):
     x = sg.Tensor(np.ones((200, 50), dtype=np.float32))
     drop = nn.Dropout(0.25, rng=0)
     y = drop(x).numpy()
@@ -268,10 +273,22 @@ def test_dropout_train_eval_and_seed():
     np.testing.assert_array_equal(xg.grad.numpy(), out.numpy())  # gradient is the mask
 
 
+def test_dropout_with_a_device_generator_draws_where_the_tensor_lives(backend):
+    from scratchgan.device_rng import DeviceGenerator
+
+    x = sg.Tensor(np.ones((200, 50), dtype=np.float32))
+    drop = nn.Dropout(0.25, rng=DeviceGenerator(0))
+    y = drop(x).numpy()
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs((y == 0).mean() - 0.25) < 0.02
+    assert not np.array_equal(drop(x).numpy(), y)  # the stream moves on
+    np.testing.assert_array_equal(nn.Dropout(0.25, rng=DeviceGenerator(0))(x).numpy(), y)  # same seed, same mask
+
+
 # --------------------------------------------------------------------------- state dict
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip(backend):
     a, b = nn.mlp([2, 4, 1], norm="batch", rng=0), nn.mlp([2, 4, 1], norm="batch", rng=1)
     a(sg.Tensor(randn(6, 2), dtype="float32"))  # moves the running stats away from their defaults
     sd = a.state_dict()
@@ -290,7 +307,7 @@ def test_state_dict_round_trip():
     np.testing.assert_array_equal(a.eval()(x).numpy(), b.eval()(x).numpy())
 
 
-def test_load_state_dict_keeps_dtype():
+def test_load_state_dict_keeps_dtype(backend):
     a = nn.Linear(2, 3, rng=0, dtype="float64")
     b = nn.Linear(2, 3, rng=1, dtype="float32")
     b.load_state_dict(a.state_dict())
@@ -298,7 +315,7 @@ def test_load_state_dict_keeps_dtype():
     np.testing.assert_array_equal(b.weight.numpy(), a.weight.numpy().astype(np.float32))
 
 
-def test_load_state_dict_errors():
+def test_load_state_dict_errors(backend):
     model = nn.mlp([2, 3, 1], rng=0)
     before = model.state_dict()
     sd = model.state_dict()
@@ -333,7 +350,7 @@ def test_load_state_dict_errors():
 # --------------------------------------------------------------------------- initializers
 
 
-def test_pytorch_default_init_bounds_and_seed():
+def test_pytorch_default_init_bounds_and_seed(backend):
     layer = nn.Linear(64, 256, rng=0, dtype="float64")
     bound = 1 / math.sqrt(64)
     w, b = layer.weight.numpy(), layer.bias.numpy()
@@ -352,14 +369,14 @@ def test_pytorch_default_init_bounds_and_seed():
         np.testing.assert_array_equal(v1, v2)
 
 
-def test_dcgan_init_std():
+def test_dcgan_init_std(backend):
     layer = nn.Linear(256, 256, init="dcgan", rng=0)
     w = layer.weight.numpy()
     assert abs(w.std() - 0.02) < 0.001 and abs(w.mean()) < 0.001
     assert not layer.bias.numpy().any()
 
 
-def test_xavier_and_he_init():
+def test_xavier_and_he_init(backend):
     w = nn.Linear(100, 300, init="xavier", rng=0, dtype="float64").weight.numpy()
     bound = math.sqrt(6 / (100 + 300))
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.98 * bound
@@ -382,7 +399,7 @@ def test_xavier_and_he_init():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_sequential_fuses_linear_relu_without_changing_values_or_gradients(dtype):
+def test_sequential_fuses_linear_relu_without_changing_values_or_gradients(backend, dtype):
     """Sequential runs Linear+ReLU as one op; calling the layers one by one gives the same bits."""
     rng = np.random.default_rng(0)
     net = nn.Sequential(nn.Linear(5, 7, rng=rng, dtype=dtype), nn.ReLU(), nn.Linear(7, 3, rng=rng, dtype=dtype),
@@ -397,6 +414,6 @@ def test_sequential_fuses_linear_relu_without_changing_values_or_gradients(dtype
         y = layer(y)
     assert y._parents[0].grad_fn == "relu"
     plain_grads = sg.grad(y.sum(), list(net.parameters()))
-    np.testing.assert_array_equal(fused.data, y.data)
+    np.testing.assert_array_equal(host(fused), host(y))
     for a, b in zip(fused_grads, plain_grads):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(host(a), host(b))

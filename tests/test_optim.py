@@ -87,12 +87,12 @@ def run(opt_cls, p0, grads, **kw):
 
 
 @given(p0=param_arrays, grads=grad_lists, lr=st.floats(0, 1), wd=st.sampled_from([0.0, 0.05]))
-def test_sgd_matches_closed_form(p0, grads, lr, wd):
+def test_sgd_matches_closed_form(backend, p0, grads, lr, wd):
     got = run(SGD, p0, grads, lr=lr, weight_decay=wd)
     np.testing.assert_allclose(got, ref_sgd(p0, grads, lr, weight_decay=wd), **TOL)
 
 
-def test_sgd_constant_gradient_closed_form():
+def test_sgd_constant_gradient_closed_form(backend):
     # p_n = p_0 - n lr g for plain SGD; with momentum b_t = g (1 - mu^t) / (1 - mu)
     p0, g, lr, mu, n = np.array([1.0, -2.0]), np.array([0.5, -0.25]), 0.1, 0.9, 7
     np.testing.assert_allclose(run(SGD, p0, [g] * n, lr=lr), p0 - n * lr * g, **TOL)
@@ -104,12 +104,12 @@ def test_sgd_constant_gradient_closed_form():
 
 @given(p0=param_arrays, grads=grad_lists, lr=st.floats(0, 1), mu=st.floats(0.01, 0.99),
        nesterov=st.booleans(), wd=st.sampled_from([0.0, 0.05]))
-def test_sgd_momentum_nesterov_matches_closed_form(p0, grads, lr, mu, nesterov, wd):
+def test_sgd_momentum_nesterov_matches_closed_form(backend, p0, grads, lr, mu, nesterov, wd):
     got = run(SGD, p0, grads, lr=lr, momentum=mu, nesterov=nesterov, weight_decay=wd)
     np.testing.assert_allclose(got, ref_sgd(p0, grads, lr, mu, nesterov, wd), **TOL)
 
 
-def test_sgd_dampening_matches_reference():
+def test_sgd_dampening_matches_reference(backend):
     rng = np.random.default_rng(1)
     p0, grads = rng.standard_normal(SHAPE), [rng.standard_normal(SHAPE) for _ in range(5)]
     got = run(SGD, p0, grads, lr=0.1, momentum=0.8, dampening=0.3)
@@ -123,7 +123,7 @@ adam_hyper = dict(lr=st.floats(1e-4, 1.0), b1=st.floats(0.0, 0.99), b2=st.floats
 
 
 @given(p0=param_arrays, g=grad_arrays, **adam_hyper)
-def test_adam_one_step_matches_closed_form(p0, g, lr, b1, b2, eps, wd):
+def test_adam_one_step_matches_closed_form(backend, p0, g, lr, b1, b2, eps, wd):
     got = run(Adam, p0, [g], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
     np.testing.assert_allclose(got, ref_adam(p0, [g], lr, b1, b2, eps, wd), **TOL)
     # closed form of step 1: m_hat = g, v_hat = g^2, so the update is -lr g / (|g| + eps)
@@ -131,7 +131,7 @@ def test_adam_one_step_matches_closed_form(p0, g, lr, b1, b2, eps, wd):
     np.testing.assert_allclose(got, p0 - lr * g_wd / (np.abs(g_wd) + eps), **TOL)
 
 
-def test_adam_first_step_is_about_minus_lr_sign_g():
+def test_adam_first_step_is_about_minus_lr_sign_g(backend):
     g = np.array([[3.0, -1e-3], [250.0, -7.5]])
     p0 = np.zeros_like(g)
     got = run(Adam, p0, [g], lr=0.01, betas=(0.9, 0.999), eps=1e-12)
@@ -139,12 +139,12 @@ def test_adam_first_step_is_about_minus_lr_sign_g():
 
 
 @given(p0=param_arrays, grads=grad_lists, **adam_hyper)
-def test_adam_many_steps_matches_closed_form(p0, grads, lr, b1, b2, eps, wd):
+def test_adam_many_steps_matches_closed_form(backend, p0, grads, lr, b1, b2, eps, wd):
     got = run(Adam, p0, grads, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
     np.testing.assert_allclose(got, ref_adam(p0, grads, lr, b1, b2, eps, wd), **TOL)
 
 
-def test_adam_skips_params_without_grad_and_counts_their_own_steps():
+def test_adam_skips_params_without_grad_and_counts_their_own_steps(backend):
     a = sg.Tensor([1.0, 2.0], requires_grad=True, dtype="float64")
     b = sg.Tensor([3.0], requires_grad=True, dtype="float64")
     opt = Adam([a, b], lr=0.1)
@@ -165,7 +165,7 @@ def test_adam_skips_params_without_grad_and_counts_their_own_steps():
 @given(p0=param_arrays, grads=grad_lists, lr=st.floats(1e-4, 1.0), alpha=st.floats(0.0, 0.999),
        eps=st.floats(1e-8, 1e-3), mu=st.sampled_from([0.0, 0.5, 0.9]), wd=st.sampled_from([0.0, 0.01]),
        centered=st.booleans())
-def test_rmsprop_matches_closed_form(p0, grads, lr, alpha, eps, mu, wd, centered):
+def test_rmsprop_matches_closed_form(backend, p0, grads, lr, alpha, eps, mu, wd, centered):
     if centered:
         # v - g_ave^2 cancels catastrophically when alpha ~ 0 (it is ~ alpha (1 - alpha) g^2), which turns
         # 1-ulp differences in the operation order into ~1e-8 relative ones; keep alpha in [0.5, 0.9995)
@@ -174,7 +174,7 @@ def test_rmsprop_matches_closed_form(p0, grads, lr, alpha, eps, mu, wd, centered
     np.testing.assert_allclose(got, ref_rmsprop(p0, grads, lr, alpha, eps, mu, wd, centered), **TOL)
 
 
-def test_rmsprop_one_step_closed_form():
+def test_rmsprop_one_step_closed_form(backend):
     # v_1 = (1 - alpha) g^2, so p_1 = p_0 - lr g / (sqrt(1 - alpha) |g| + eps)
     g, p0 = np.array([2.0, -0.5]), np.array([1.0, 1.0])
     got = run(RMSprop, p0, [g], lr=0.01, alpha=0.99, eps=1e-8)
@@ -225,7 +225,7 @@ def _hypers(opt):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opt_cls,kw", OPTIMIZERS, ids=lambda v: v.__name__ if isinstance(v, type) else "")
-def test_state_dict_round_trip_continues_bitwise(opt_cls, kw, dtype):
+def test_state_dict_round_trip_continues_bitwise(backend, opt_cls, kw, dtype):
     n, k = 9, 4
     ref = nn.mlp([3, 4, 2], rng=0, dtype=dtype)
     ref_opt = opt_cls(ref.parameters(), **kw)
@@ -250,7 +250,7 @@ def test_state_dict_round_trip_continues_bitwise(opt_cls, kw, dtype):
     assert fresh_opt.step_count == ref_opt.step_count == n
 
 
-def test_state_dict_is_a_copy_and_load_copies():
+def test_state_dict_is_a_copy_and_load_copies(backend):
     p = sg.Tensor(np.ones(3), requires_grad=True, dtype="float64")
     opt = Adam([p])
     p.grad = sg.Tensor(np.ones(3), dtype="float64")
@@ -310,7 +310,7 @@ def test_load_state_dict_errors():
 # --------------------------------------------------------------------------- misc behaviour
 
 
-def test_zero_grad_sets_none():
+def test_zero_grad_sets_none(backend):
     model = nn.mlp([2, 3, 1], rng=0)
     opt = SGD(model.parameters(), lr=0.1)
     model(sg.Tensor(np.ones((4, 2), dtype=np.float32))).sum().backward()
@@ -319,7 +319,7 @@ def test_zero_grad_sets_none():
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_step_records_no_graph_and_keeps_identity():
+def test_step_records_no_graph_and_keeps_identity(backend):
     model = nn.mlp([2, 3, 1], rng=0)
     params = list(model.parameters())
     arrays = [p.data for p in params]
@@ -361,7 +361,7 @@ def test_param_type_errors():
         Adam([x], lr="0.1")
 
 
-def test_lr_can_be_changed_between_steps():
+def test_lr_can_be_changed_between_steps(backend):
     p = sg.Tensor([1.0], requires_grad=True, dtype="float64")
     opt = SGD([p], lr=0.1)
     p.grad = sg.Tensor([1.0], dtype="float64")
@@ -375,7 +375,7 @@ def test_lr_can_be_changed_between_steps():
 
 
 @pytest.mark.parametrize("opt_cls,kw", OPTIMIZERS, ids=lambda v: v.__name__ if isinstance(v, type) else "")
-def test_float32_close_to_float64(opt_cls, kw):
+def test_float32_close_to_float64(backend, opt_cls, kw):
     rng = np.random.default_rng(5)
     p0, grads = rng.standard_normal(SHAPE), [rng.standard_normal(SHAPE) for _ in range(10)]
     p32 = sg.Tensor(p0, requires_grad=True, dtype="float32")
@@ -408,6 +408,7 @@ def test_adam_against_torch():
         np.testing.assert_allclose(run(ours, p0, grads, **kw), tp.detach().numpy(), **TOL)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-6), ("float64", 1e-12)])
 def test_adam_step_on_cupy_matches_numpy(dtype, tol):
@@ -501,7 +502,7 @@ def test_param_groups_match_torch(name, defaults, group_kw):
 
 
 @pytest.mark.parametrize("name,defaults,group_kw", GROUP_CASES, ids=[c[0] for c in GROUP_CASES])
-def test_groups_take_the_constructor_defaults(name, defaults, group_kw):
+def test_groups_take_the_constructor_defaults(backend, name, defaults, group_kw):
     _, opt = _group_setup(None, name, defaults, group_kw, [np.zeros(s) for s in GROUP_SHAPES])
     assert set(opt.defaults) == set(opt._hyper_keys)
     for g, kw in zip(opt.param_groups, group_kw):
@@ -511,7 +512,7 @@ def test_groups_take_the_constructor_defaults(name, defaults, group_kw):
     assert [len(g["params"]) for g in opt.param_groups] == [2, 1] and len(opt.state) == 3
 
 
-def test_group_lr_closed_form_with_a_schedule():
+def test_group_lr_closed_form_with_a_schedule(backend):
     """Plain SGD, two groups: p = p0 - sum_t lr_t g, each group with its own lr sequence (no torch needed)."""
     a = sg.Tensor([1.0, -1.0], requires_grad=True, dtype="float64")
     b = sg.Tensor([2.0], requires_grad=True, dtype="float64")
@@ -534,7 +535,7 @@ def test_group_lr_closed_form_with_a_schedule():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name,defaults,group_kw", GROUP_CASES, ids=[c[0] for c in GROUP_CASES])
-def test_group_state_round_trip_continues_bitwise(name, defaults, group_kw, dtype, tmp_path):
+def test_group_state_round_trip_continues_bitwise(backend, name, defaults, group_kw, dtype, tmp_path):
     """Save mid-run (after a schedule changed one group's lr), load into an optimizer built with other
     hyperparameters, through a checkpoint file: the continuation is bitwise the straight run's."""
     from scratchgan.checkpoint import load_checkpoint, save_checkpoint
@@ -578,7 +579,7 @@ def test_group_state_round_trip_continues_bitwise(name, defaults, group_kw, dtyp
     assert _hypers(fresh_opt) == _hypers(ref_opt)
 
 
-def test_state_dict_restores_a_scheduled_lr_exactly():
+def test_state_dict_restores_a_scheduled_lr_exactly(backend):
     p = sg.Tensor(np.ones(2), requires_grad=True, dtype="float64")
     q = sg.Tensor(np.ones(3), requires_grad=True, dtype="float64")
     opt = Adam([{"params": [p]}, {"params": [q], "lr": 0.1}], lr=1e-3)
@@ -591,7 +592,7 @@ def test_state_dict_restores_a_scheduled_lr_exactly():
     assert other.param_groups[1]["params"][0] is q
 
 
-def test_old_state_dict_format_still_loads():
+def test_old_state_dict_format_still_loads(backend):
     """A state dict written before parameter groups ("hyper", "num_params") loads and continues bitwise."""
     ref = nn.mlp([3, 4, 2], rng=0, dtype="float64")
     ref_opt = Adam(ref.parameters(), lr=1e-2, betas=(0.5, 0.99))
@@ -615,7 +616,7 @@ def test_old_state_dict_format_still_loads():
         assert np.array_equal(a, b)
 
 
-def test_add_param_group():
+def test_add_param_group(backend):
     a = sg.Tensor(np.ones(2), requires_grad=True, dtype="float64")
     b = sg.Tensor(np.ones(3), requires_grad=True, dtype="float64")
     opt = SGD([a], lr=0.1, momentum=0.9)
@@ -669,7 +670,7 @@ def test_lr_property_needs_one_group():
     assert single.param_groups[0]["lr"] == 0.25 == single.lr
 
 
-def test_edited_groups_are_checked_at_the_next_step():
+def test_edited_groups_are_checked_at_the_next_step(backend):
     a, b = _two()
     opt = SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
     a.grad, b.grad = sg.Tensor(np.ones(2)), sg.Tensor(np.ones(3))
@@ -691,7 +692,7 @@ def test_edited_groups_are_checked_at_the_next_step():
         opt.step()
 
 
-def test_betas_list_edited_in_place_takes_effect():
+def test_betas_list_edited_in_place_takes_effect(backend):
     """The values checked at the last step are not reused after a list in a group changed in place."""
     p = sg.Tensor(np.zeros(2), requires_grad=True, dtype="float64")
     q = sg.Tensor(np.zeros(2), requires_grad=True, dtype="float64")
@@ -708,7 +709,7 @@ def test_betas_list_edited_in_place_takes_effect():
         assert np.array_equal(p.numpy(), q.numpy()), step
 
 
-def test_group_lr_reaches_the_device_array():
+def test_group_lr_reaches_the_device_array(backend):
     """What the CuPy path relies on, with a NumPy stand-in for the device array: writing a group's lr
     (by hand or through opt.lr) updates the one-element array the fused kernel reads, in place, so a
     captured CUDA graph sees it; each group has its own array."""
@@ -731,7 +732,7 @@ def test_group_lr_reaches_the_device_array():
     copy.deepcopy(single.param_groups)  # groups stay copyable
 
 
-def test_zero_grad_set_to_none_false_leaves_zero_arrays():
+def test_zero_grad_set_to_none_false_leaves_zero_arrays(backend):
     model = nn.mlp([2, 3, 1], rng=0)
     x = sg.Tensor(np.ones((4, 2), dtype=np.float32))
     for zero in (lambda: SGD(model.parameters(), lr=0.1).zero_grad(set_to_none=False),
@@ -756,7 +757,7 @@ def test_zero_grad_set_to_none_false_leaves_zero_arrays():
     assert a.grad is None and b.grad is None  # a missing gradient stays missing
 
 
-def test_zero_grad_without_set_to_none_detaches_a_graph_gradient():
+def test_zero_grad_without_set_to_none_detaches_a_graph_gradient(backend):
     x = sg.Tensor([1.0, 2.0], requires_grad=True, dtype="float64")
     (g,) = sg.grad((x * x).sum(), x, create_graph=True)
     x.grad = g  # a gradient that is part of a graph: zeroing it in place would change that graph
@@ -765,7 +766,7 @@ def test_zero_grad_without_set_to_none_detaches_a_graph_gradient():
     assert g.numpy().tolist() == [2.0, 4.0]
 
 
-def test_step_with_closure_returns_its_loss():
+def test_step_with_closure_returns_its_loss(backend):
     w = sg.Tensor([3.0], requires_grad=True, dtype="float64")
     opt = SGD([w], lr=0.25)
 
@@ -801,6 +802,7 @@ def test_repr_names_every_group():
     assert "group 0: lr=0.001" in text and "group 1: lr=0.1" in text and "2 params" in text
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
 def test_adam_groups_on_cupy_match_numpy():
     rng = np.random.default_rng(4)

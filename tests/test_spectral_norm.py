@@ -24,6 +24,11 @@ def _torch():
     return pytest.importorskip("torch")
 
 
+def host(array) -> np.ndarray:
+    """A raw (NumPy or CuPy) array's values on the host."""
+    return sg.backend.to_numpy(array)
+
+
 def _sigma(layer) -> float:
     return float(layer._spectral_norms["weight"].sigma(layer).item())
 
@@ -62,7 +67,7 @@ def _pair(kind: str, torch, seed: int = 0):
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv", "conv_transpose"])
-def test_matches_torch_over_train_steps(kind):
+def test_matches_torch_over_train_steps(backend, kind):
     """Forward outputs, u and v after each step, sigma, normalised weight and weight gradients, 4 SGD steps."""
     torch = _torch()
     t, s, x_shape = _pair(kind, torch)
@@ -97,7 +102,7 @@ def test_matches_torch_over_train_steps(kind):
             p.grad = None
 
 
-def test_two_forwards_one_backward_matches_torch():
+def test_two_forwards_one_backward_matches_torch(backend):
     """D(real), D(fake), then one backward: each forward's graph keeps its own u and v (PyTorch clones them)."""
     torch = _torch()
     t, s, _ = _pair("linear", torch, seed=3)
@@ -109,7 +114,7 @@ def test_two_forwards_one_backward_matches_torch():
     np.testing.assert_allclose(s.weight_u, t.weight_u.numpy(), rtol=1e-10)
 
 
-def test_eval_mode_matches_torch_and_keeps_u_v():
+def test_eval_mode_matches_torch_and_keeps_u_v(backend):
     torch = _torch()
     t, s, x_shape = _pair("conv", torch, seed=4)
     x = np.random.default_rng(5).standard_normal(x_shape)
@@ -125,14 +130,14 @@ def test_eval_mode_matches_torch_and_keeps_u_v():
     np.testing.assert_array_equal(t.weight_u.numpy(), u0)
 
 
-def test_state_dict_keys_match_torch():
+def test_state_dict_keys_match_torch(backend):
     torch = _torch()
     for kind in ("linear", "conv", "conv_transpose"):
         t, s, _ = _pair(kind, torch)
         assert set(s.state_dict()) == set(t.state_dict())
 
 
-def test_torch_state_dict_loads():
+def test_torch_state_dict_loads(backend):
     """A PyTorch SN state dict loads (Linear's weight_orig transposed, as every Linear weight)."""
     torch = _torch()
     t, s, x_shape = _pair("linear", torch, seed=6)
@@ -182,7 +187,7 @@ def _matrix_of(layer, w):
     return layer._spectral_norms["weight"].matrix(w)
 
 
-def test_known_matrix_sigma():
+def test_known_matrix_sigma(backend):
     """A diagonal matrix with known singular values: sigma -> 5, and W / sigma has largest singular value 1."""
     layer = spectral_norm(nn.Linear(3, 3, bias=False, dtype=F64, rng=0), n_power_iterations=200, rng=0)
     layer.weight_orig.data[...] = np.diag([2.0, -5.0, 1.0])
@@ -191,36 +196,36 @@ def test_known_matrix_sigma():
     np.testing.assert_allclose(layer.weight.numpy(), np.diag([0.4, -1.0, 0.2]), atol=1e-12)
 
 
-def test_one_power_iteration_per_training_forward_none_in_eval():
+def test_one_power_iteration_per_training_forward_none_in_eval(backend):
     layer = spectral_norm(nn.Linear(5, 4, dtype=F64, rng=0), rng=1)
-    w_mat = layer.weight_orig.data.T
+    w_mat = layer.weight_orig.numpy().T
     x = sg.Tensor(np.ones((2, 5)), dtype=F64)
     for _ in range(3):
-        u = layer.weight_u.copy()
+        u = host(layer.weight_u).copy()
         v = w_mat.T @ u
         v /= np.linalg.norm(v)
         u = w_mat @ v
         u /= np.linalg.norm(u)
         layer(x)
-        np.testing.assert_allclose(layer.weight_v, v, rtol=1e-13)
-        np.testing.assert_allclose(layer.weight_u, u, rtol=1e-13)
+        np.testing.assert_allclose(host(layer.weight_v), v, rtol=1e-13)
+        np.testing.assert_allclose(host(layer.weight_u), u, rtol=1e-13)
     layer.eval()
-    u, v = layer.weight_u.copy(), layer.weight_v.copy()
+    u, v = host(layer.weight_u).copy(), host(layer.weight_v).copy()
     layer(x)
     with sg.no_grad():
         layer(x)
-    np.testing.assert_array_equal(layer.weight_u, u)
-    np.testing.assert_array_equal(layer.weight_v, v)
+    np.testing.assert_array_equal(host(layer.weight_u), u)
+    np.testing.assert_array_equal(host(layer.weight_v), v)
     # n_power_iterations=3: three steps per call
     layer3 = spectral_norm(nn.Linear(5, 4, dtype=F64, rng=0), n_power_iterations=3, rng=1)
     twice = spectral_norm(nn.Linear(5, 4, dtype=F64, rng=0), rng=1)
     layer3(x)
     for _ in range(3):
         twice(x)
-    np.testing.assert_allclose(layer3.weight_u, twice.weight_u, rtol=1e-13)
+    np.testing.assert_allclose(host(layer3.weight_u), host(twice.weight_u), rtol=1e-13)
 
 
-def test_power_iteration_is_not_recorded_and_u_v_are_constants():
+def test_power_iteration_is_not_recorded_and_u_v_are_constants(backend):
     """The weight gradient is that of W / (u^T W v) with u, v fixed: gradcheck and gradgradcheck in eval mode."""
     layer = spectral_norm(nn.Linear(4, 3, dtype=F64, rng=0), rng=1)
     x = sg.Tensor(np.random.default_rng(0).standard_normal((5, 4)), dtype=F64)
@@ -230,8 +235,8 @@ def test_power_iteration_is_not_recorded_and_u_v_are_constants():
     assert sg.gradcheck(lambda w: sg.ops.tanh(layer(x)), [layer.weight_orig])
     assert sg.gradgradcheck(lambda w: sg.ops.tanh(layer(x)), [layer.weight_orig])
     # closed form of the gradient of sum(G * W/sigma): G/sigma - <G, W> u v^T / sigma^2 (Linear: (in, out) layout)
-    w = layer.weight_orig.data
-    u, v = layer.weight_u, layer.weight_v
+    w = layer.weight_orig.numpy()
+    u, v = host(layer.weight_u), host(layer.weight_v)
     sigma = u @ w.T @ v
     g = np.random.default_rng(3).standard_normal(w.shape)
     layer.weight_orig.grad = None
@@ -241,7 +246,7 @@ def test_power_iteration_is_not_recorded_and_u_v_are_constants():
     np.testing.assert_allclose(layer.weight_orig.grad.numpy(), expected, rtol=1e-12)
 
 
-def test_conv_gradcheck_in_eval_mode():
+def test_conv_gradcheck_in_eval_mode(backend):
     layer = spectral_norm(nn.Conv2d(2, 3, 3, padding=1, dtype=F64, rng=0), rng=1)
     x = sg.Tensor(np.random.default_rng(0).standard_normal((2, 2, 4, 4)), dtype=F64)
     layer(x)
@@ -252,7 +257,7 @@ def test_conv_gradcheck_in_eval_mode():
 # --------------------------------------------------------------------------- module behaviour
 
 
-def test_state_dict_round_trip_restores_u_v_exactly():
+def test_state_dict_round_trip_restores_u_v_exactly(backend):
     a = spectral_norm(nn.Linear(6, 5, rng=0), rng=1)
     x = sg.Tensor(np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32))
     for _ in range(3):
@@ -264,10 +269,10 @@ def test_state_dict_round_trip_restores_u_v_exactly():
     for key in ("weight_u", "weight_v", "weight_orig", "bias"):
         np.testing.assert_array_equal(b.state_dict()[key], a.state_dict()[key])
     np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
-    np.testing.assert_array_equal(a.weight_u, b.weight_u)
+    np.testing.assert_array_equal(host(a.weight_u), host(b.weight_u))
 
 
-def test_weight_orig_is_the_same_parameter_and_optimizer_keeps_working():
+def test_weight_orig_is_the_same_parameter_and_optimizer_keeps_working(backend):
     layer = nn.Linear(4, 2, rng=0)
     w = layer.weight
     opt = sg.optim.SGD(layer.parameters(), lr=0.1)
@@ -280,7 +285,7 @@ def test_weight_orig_is_the_same_parameter_and_optimizer_keeps_working():
     assert not np.array_equal(before, w.data)
 
 
-def test_sequential_fused_path_does_not_bypass_spectral_norm():
+def test_sequential_fused_path_does_not_bypass_spectral_norm(backend):
     """Sequential fuses Linear + ReLU by type; a normalised Linear must go through its forward."""
     lin = nn.Linear(3, 4, dtype=F64, rng=0)
     net = nn.Sequential(lin, nn.ReLU())
@@ -292,7 +297,7 @@ def test_sequential_fused_path_does_not_bypass_spectral_norm():
     assert repr(lin) == "Linear(in_features=3, out_features=4, bias=True)"
 
 
-def test_remove_spectral_norm():
+def test_remove_spectral_norm(backend):
     layer = spectral_norm(nn.Conv2d(2, 3, 3, rng=0), rng=0)
     x = sg.Tensor(np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32))
     layer(x)
@@ -308,7 +313,7 @@ def test_remove_spectral_norm():
         remove_spectral_norm(layer)
 
 
-def test_errors():
+def test_errors(backend):
     layer = spectral_norm(nn.Linear(2, 2, rng=0), rng=0)
     with pytest.raises(RuntimeError, match="two spectral_norm hooks"):
         spectral_norm(layer)
@@ -322,7 +327,7 @@ def test_errors():
         spectral_norm(nn.Linear(2, 2, rng=0), dim=2)
 
 
-def test_deepcopy_and_reset_parameters():
+def test_deepcopy_and_reset_parameters(backend):
     layer = spectral_norm(nn.Linear(3, 2, rng=0), rng=0)
     x = sg.Tensor(np.ones((1, 3), np.float32))
     layer(x)
@@ -335,7 +340,7 @@ def test_deepcopy_and_reset_parameters():
     assert isinstance(layer.weight_orig, nn.Parameter) and "weight" not in layer._parameters
 
 
-def test_embedding_and_float32():
+def test_embedding_and_float32(backend):
     emb = spectral_norm(nn.Embedding(5, 3, rng=0), rng=0)
     assert emb.weight_u.shape == (5,) and emb.weight_u.dtype == np.float32
     out = emb(np.array([0, 4]))

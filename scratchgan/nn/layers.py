@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..device_rng import DeviceGenerator
 from ..ops.norm import batch_norm_with_stats
-from ..ops import getitem, leaky_relu, linear, linear_relu, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
+from ..ops.shape import getitem_unchecked, index_range_violation
+from ..ops import leaky_relu, linear, linear_relu, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
 from ..tensor import Tensor, as_tensor
 from .init import _init_linear, normal_, ones_
 from ..validate import as_generator, float_dtype, positive_int
@@ -111,16 +113,13 @@ class Embedding(Module):
             idx = np.asarray(idx)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"Embedding: indices must be integers, got dtype {idx.dtype}")
-        idx = backend.array_module(self.weight.data).asarray(idx)
-        if idx.size:
-            low, high = int(idx.min()), int(idx.max())
-            if low < 0 or high >= self.num_embeddings:
-                bad = low if low < 0 else high
-                raise IndexError(
-                    f"Embedding: index {bad} is out of range for {self.num_embeddings} embeddings "
-                    f"(valid 0..{self.num_embeddings - 1})"
-                )
-        return getitem(self.weight, idx)
+        # one check, on the host for host indices (before the upload), else on the device with one small read
+        # (none for indices vouched for with backend.vouch_indices): CuPy would wrap a bad index silently
+        found = index_range_violation([(idx, self.num_embeddings)], "Embedding", negative=False)
+        if found is not None:
+            raise IndexError(f"Embedding: index {found[0]} is out of range for {self.num_embeddings} embeddings "
+                             f"(valid 0..{self.num_embeddings - 1})")
+        return getitem_unchecked(self.weight, backend.array_module(self.weight.data).asarray(idx))
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -288,10 +287,14 @@ class Dropout(Module):
     ----------
     p : float
         Drop probability in [0, 1].
-    rng : numpy.random.Generator, int or None
-        Source of the masks, drawn on the host (so NumPy and CuPy runs drop
-        the same elements for the same seed). None: the global generator
-        (:func:`scratchgan.manual_seed`), looked up at each call.
+    rng : numpy.random.Generator, int, DeviceGenerator or None
+        Source of the masks. A host generator (or a seed) draws them on the
+        host, so NumPy and CuPy runs drop the same elements for the same seed;
+        the mask is then uploaded at each call on CuPy, which a captured CUDA
+        graph cannot do (refused there). A
+        :class:`scratchgan.device_rng.DeviceGenerator` draws them where the
+        tensor lives, with no transfer (capturable). None: the global host
+        generator (:func:`scratchgan.manual_seed`), looked up at each call.
     """
 
     def __init__(self, p: float = 0.5, rng=None):
@@ -300,12 +303,18 @@ class Dropout(Module):
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = float(p)
         # None stays None: the global generator is looked up at each forward (manual_seed replaces it)
-        self.rng = None if rng is None else as_generator(rng, "Dropout")
+        self.rng = rng if rng is None or isinstance(rng, DeviceGenerator) else as_generator(rng, "Dropout")
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        if isinstance(self.rng, DeviceGenerator):  # drawn on the device: no transfer
+            keep = self.rng.random(x.shape, x.dtype) >= self.p
+            return mul(x, as_tensor((keep * scale).astype(x.dtype)))
+        backend._refuse_during_capture(
+            "Dropout in training mode", "uploads a mask drawn on the host (give it "
+            "rng=scratchgan.device_rng.DeviceGenerator(seed) to draw on the device, or use eval mode)")
         keep = as_generator(self.rng, "Dropout").random(x.shape) >= self.p
         mask = (keep * scale).astype(x.dtype)
         return mul(x, as_tensor(backend.array_module(x.data).asarray(mask)))

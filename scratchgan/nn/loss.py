@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import losses as _losses
 from .. import backend
-from ..ops import clip, getitem, log, log_softmax, mean, mul, reshape, softplus, sub, sum as sum_, transpose
+from ..ops import clip, div, log, log_softmax, mean, mul, reshape, softplus, sub, sum as sum_, transpose
+from ..ops.shape import getitem_unchecked, index_range_violation
 from ..tensor import Tensor, as_tensor
 from .module import Module
 
@@ -176,25 +177,29 @@ class CrossEntropyLoss(_Loss):
         if tuple(data.shape) != expected:
             raise ValueError(f"{who}: index targets must have shape {expected} for input of shape {input.shape} "
                              f"(the input's shape without the class axis), got {tuple(data.shape)}")
-        y = xp.asarray(data).reshape(-1).astype(np.int64)
-        keep = y != self.ignore_index
-        bad = keep & ((y < 0) | (y >= c))
-        if bool(bad.any()):
+        labels = data.reshape(-1)  # host or device, as given: host labels are checked before the upload
+        keep = labels != self.ignore_index
+        safe = backend.array_module(labels).where(keep, labels, 0)
+        found = None
+        if backend.vouched_high(data) is None or backend.vouched_high(data) > c:  # one read, none when vouched
+            found = index_range_violation([(safe, c)], who, negative=False)
+        if found is not None:
             raise ValueError(f"{who}: targets must lie in [0, {c - 1}] (or equal ignore_index "
-                             f"{self.ignore_index}); found {int(y[bad][0])}")
-        safe = xp.where(keep, y, 0)
-        mask = as_tensor(keep.astype(input.dtype))
-        per = -getitem(logp, (xp.arange(len(y)), safe))
+                             f"{self.ignore_index}); found {found[0]}")
+        keep, safe = xp.asarray(keep), xp.asarray(safe)
+        per = -getitem_unchecked(logp, (xp.arange(safe.shape[0]), safe))  # checked above; arange is in range
         if eps:
             per = per * (1.0 - eps) - mean(logp, axis=1) * eps
-        per = mul(per, mask)
+        per = mul(per, keep.astype(input.dtype))  # a raw array: a constant on the input's backend
         if self.reduction == "none":
             return reshape(per, expected)
         total = sum_(per)
         if self.reduction == "sum":
             return total
-        count = int(keep.sum())  # the mean over the elements not ignored (NaN over none, as in PyTorch)
-        return total * (1.0 / count) if count else total * float("nan")
+        # the mean over the elements not ignored, counted on the device (no read): 0 / 0 = NaN over none,
+        # as in PyTorch
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return div(total, keep.sum().astype(input.dtype))
 
 
 def _without_class_axis(shape: tuple) -> tuple:

@@ -58,9 +58,14 @@ __all__ = ["SpectralNorm", "remove_spectral_norm", "spectral_norm"]
 
 
 def _normalize(x, eps: float):
-    """``x / max(||x||_2, eps)``: ``torch.nn.functional.normalize`` of a vector (a new array)."""
+    """``x / max(||x||_2, eps)``: ``torch.nn.functional.normalize`` of a vector (a new array).
+
+    The norm is ``sqrt(sum(x * x))``, elementwise work and a reduction:
+    ``cupy.linalg.norm`` calls cuBLAS (``cupy.dot``), which CuPy refuses
+    while a CUDA graph is captured.
+    """
     xp = backend.array_module(x)
-    return x / xp.maximum(xp.linalg.norm(x), x.dtype.type(eps))
+    return x / xp.maximum(xp.sqrt((x * x).sum()), x.dtype.type(eps))  # a kernel argument, never uploaded
 
 
 def _default_dim(module: Module) -> int:
@@ -115,8 +120,9 @@ class SpectralNorm:
         u, v = module._buffers[self.name + "_u"], module._buffers[self.name + "_v"]
         for _ in range(self.n_power_iterations):
             # in place, as PyTorch's normalize(..., out=v): the buffers keep their identity (optimizer-free state)
-            v[...] = _normalize(w_mat.T @ u, self.eps)
-            u[...] = _normalize(w_mat @ v, self.eps)
+            # backend.matmul, not @: CuPy refuses cuBLAS during a CUDA-graph capture, backend.matmul does not
+            v[...] = _normalize(backend.matmul(w_mat.T, u), self.eps)
+            u[...] = _normalize(backend.matmul(w_mat, v), self.eps)
 
     def sigma(self, module: Module) -> Tensor:
         r""":math:`\sigma = u^\top W_{\text{mat}} v` as a 0-d tensor, differentiable in ``weight_orig`` only."""

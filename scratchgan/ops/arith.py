@@ -157,7 +157,7 @@ def matmul(a, b) -> Tensor:
     if b.ndim == 1:
         return reshape(matmul(a, reshape(b, (b.shape[0], 1))), a.shape[:-1])
     try:
-        data = backend.matmul(a.data, b.data)
+        data = backend.matmul(a.data, b.data)  # any rank; capturable (see backend.matmul)
     except ValueError:
         raise ValueError(f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast together") from None
     return make_result(data, (a, b), matmul_backward)

@@ -31,10 +31,11 @@ without a copy; one copy turns it into the column matrix (N·OH·OW, kh·kw·C)
 and one matrix product with the weight (kh·kw·C, O) gives (N·OH·OW, O), i.e.
 the output in NHWC memory. It is returned as the NCHW *view* of that array (a
 transpose, no copy): the next layer's channels-last view of it is then free.
-On the CPU this runs a chunk of samples at a time, the chunk's padded input
-and columns in scratch arrays reused from call to call (:func:`_workspace`),
-so that the product reads the columns from cache and no whole-batch column
-matrix is allocated.
+It runs a chunk of samples at a time, so that no whole-batch column matrix
+(kh·kw/s² times the input: 256 MB for one DCGAN layer at batch 256) is ever
+allocated: about 4 MB of columns per chunk on the CPU, in scratch arrays
+reused from call to call (:func:`_workspace`) so that the product reads them
+from cache, and about 32 MB on a GPU (``_GPU_CHUNK_ELEMENTS``).
 
 *col2im* (the transposed convolution), by phases when C_in <= 2 C_out: each of
 the s_h·s_w output phases (every s-th row and column) is a stride-1 convolution of
@@ -46,8 +47,8 @@ zero buffer with kh·kw slice-adds (never ``add.at``). The buffer is kept
 phase-major, (s_h, s_w, N, H_s, W_s, C_out), so that each slice-add writes
 contiguous rows of W·C_out values; one strided copy per phase moves the rows
 and columns that survive the crop into a dense (N, OH, OW, C_out) output,
-returned as its NCHW view. On the CPU this runs a chunk of samples at a time,
-so that the product's output is still in cache when the adds read it.
+returned as its NCHW view. Both run a chunk of samples at a time too (on
+the CPU the product's output is then still in cache when the adds read it).
 
 Large outputs come from :mod:`scratchgan.memory` on the CPU (reused between
 steps instead of new blocks from malloc).
@@ -144,21 +145,15 @@ def _windows(x_nhwc, kh: int, kw: int, stride, padding, out_hw, padded=None):
     return xp.lib.stride_tricks.as_strided(x_nhwc, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
 
 
-def _im2col(x, kh: int, kw: int, stride, padding, out_hw):
-    """Columns (N·OH·OW, kh·kw·C) of ``x`` (N, C, H, W): row (n, a, b), column (i, j, c).
-
-    Column ``(i, j, c)`` of row ``(n, a, b)`` is ``x_p[n, c, s_h a + i, s_w b + j]``.
-    """
-    n, c = x.shape[:2]
-    oh, ow = out_hw
-    windows = _windows(x.transpose(0, 2, 3, 1), kh, kw, stride, padding, out_hw)  # channels-last view: no copy
-    return windows.reshape(n * oh * ow, kh * kw * c)  # the one copy
-
-
 #: Elements of one chunk's column buffer on the CPU (4 MiB in float32): small enough that a product's
 #: operands are still in cache when the next step reads them (measured for the transposed convolution:
 #: 25 % less CPU time than one whole-batch buffer at batch 256, the same at batch 64).
 _CHUNK_ELEMENTS = 1 << 20
+
+#: Elements of one chunk's column buffer on a GPU (32 MiB in float32). The whole batch's columns would be
+#: far larger (256 MiB for DCGAN's 64 -> 128 layer at batch 256, kh·kw/s² = 4 times its input), and a chunk
+#: this size still gives each GEMM thousands of rows, enough to fill the GPU.
+_GPU_CHUNK_ELEMENTS = 1 << 23
 
 _scratch = threading.local()
 
@@ -186,25 +181,50 @@ def _workspace(name: str, shape, dtype):
     return buf[:size].reshape(shape)
 
 
-def _chunk_size(n: int, per_sample: int) -> int:
-    """Samples per chunk of the CPU loops: ``_CHUNK_ELEMENTS`` column-buffer elements, at least one sample."""
-    return max(1, min(n, _CHUNK_ELEMENTS // max(per_sample, 1)))
+def _scratch_array(xp, name: str, shape, dtype):
+    """A chunk loop's scratch array: the reused :func:`_workspace` on the CPU, a new array on a GPU.
+
+    (CuPy's memory pool hands a freed block of the same size straight back.)
+    """
+    return _workspace(name, shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
+
+
+def _empty(xp, shape, dtype):
+    """An output array: from :mod:`scratchgan.memory`'s cache on the CPU, CuPy's pool on a GPU."""
+    return memory.empty(shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
+
+
+def _chunk_size(n: int, per_sample: int, xp=np) -> int:
+    """Samples per chunk: columns of ``_CHUNK_ELEMENTS`` (CPU) or ``_GPU_CHUNK_ELEMENTS`` (GPU), at least one sample."""
+    budget = _CHUNK_ELEMENTS if xp is np else _GPU_CHUNK_ELEMENTS
+    return max(1, min(n, budget // max(per_sample, 1)))
+
+
+def _matmul_into(a, b, out):
+    """``out[...] = a @ b`` for 2-D arrays: into ``out`` directly with NumPy, through
+    :func:`scratchgan.backend.matmul` (capturable) on a GPU."""
+    if isinstance(out, np.ndarray):
+        return np.matmul(a, b, out=out)
+    out[...] = backend.matmul(a, b)
+    return out
 
 
 def _column_chunks(x, kh: int, kw: int, stride, padding, out_hw):
     """Yield ``(start, m, cols)``: the columns (m·OH·OW, kh·kw·C) of samples ``start .. start + m`` of ``x``.
 
-    CPU only. Each chunk's columns are copied into the same reused buffer, so a
-    caller uses them before asking for the next chunk.
+    im2col a chunk of samples at a time, so that no whole-batch column matrix
+    (kh·kw/s² times the input) is ever allocated. Each chunk's columns are copied
+    into the same buffer, so a caller uses them before asking for the next chunk.
     """
+    xp = backend.array_module(x)
     n, c, h, w = x.shape
     (ph, pw), (oh, ow) = padding, out_hw
-    chunk = _chunk_size(n, oh * ow * kh * kw * c)
+    chunk = _chunk_size(n, oh * ow * kh * kw * c, xp)
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    cols = _workspace("columns", (chunk, oh, ow, kh, kw, c), x.dtype)
+    cols = _scratch_array(xp, "columns", (chunk, oh, ow, kh, kw, c), x.dtype)
     padded = None
     if ph or pw:
-        padded = _workspace("padded", (chunk, h + 2 * ph, w + 2 * pw, c), x.dtype)
+        padded = _scratch_array(xp, "padded", (chunk, h + 2 * ph, w + 2 * pw, c), x.dtype)
         padded[...] = 0  # once per call: each chunk rewrites the interior only, the borders stay zero
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
@@ -220,26 +240,24 @@ def _column_products(x, kh: int, kw: int, stride, padding, out_hw, w_t=None, gy_
     ``y = im2col(x) @ w_t`` (N·OH·OW, O) when ``w_t`` (kh·kw·C, O) is given: the
     convolution's output; ``gw = gy_rows^T @ im2col(x)`` (O, kh·kw·C) when
     ``gy_rows`` (N·OH·OW, O) is given: its weight gradient. Returns ``(y, gw)``,
-    ``None`` for a product not asked for. On the CPU a chunk of samples at a
-    time, each chunk's columns used while they are still in cache (the weight
-    gradient summed over the chunks); on a GPU one whole-batch column matrix.
+    ``None`` for a product not asked for. A chunk of samples at a time
+    (:func:`_column_chunks`), each chunk's columns used while they are still
+    in cache (CPU) and in bounded memory (both), the weight gradient summed
+    over the chunks.
     """
-    if backend.array_module(x) is not np:
-        cols = _im2col(x, kh, kw, stride, padding, out_hw)
-        return (None if w_t is None else backend.matmul(cols, w_t),
-                None if gy_rows is None else backend.matmul(gy_rows.T, cols))
+    xp = backend.array_module(x)
     rows = out_hw[0] * out_hw[1]
-    y = None if w_t is None else memory.empty((x.shape[0] * rows, w_t.shape[1]), x.dtype)
+    y = None if w_t is None else _empty(xp, (x.shape[0] * rows, w_t.shape[1]), x.dtype)
     gw = partial = None
     for start, m, cols in _column_chunks(x, kh, kw, stride, padding, out_hw):
         if y is not None:
-            np.matmul(cols, w_t, out=y[start * rows:(start + m) * rows])
+            _matmul_into(cols, w_t, y[start * rows:(start + m) * rows])
         if gy_rows is not None:
             g = gy_rows[start * rows:(start + m) * rows].T
             if gw is None:
-                gw = np.matmul(g, cols)
+                gw = backend.matmul(g, cols)
             else:
-                partial = np.matmul(g, cols, out=partial)
+                partial = _matmul_into(g, cols, xp.empty_like(gw) if partial is None else partial)
                 gw += partial
     return y, gw
 
@@ -280,8 +298,8 @@ def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
     Each phase is computed for the output rows and columns that survive the crop
     only, by im2col and one product whose output rows are its values: no adds,
     no zeroed buffer. The phase's values are then copied into every ``s_h``-th
-    row and ``s_w``-th column of the dense (N, OH, OW, C_out) output. On the CPU a
-    chunk of samples at a time, with scratch arrays reused from call to call.
+    row and ``s_w``-th column of the dense (N, OH, OW, C_out) output. A chunk
+    of samples at a time, with scratch arrays (reused from call to call on the CPU).
     """
     xp = backend.array_module(x)
     n, c_in, h, w = x.shape
@@ -292,8 +310,7 @@ def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
     hp = max(h, max(u0 + na for _, _, u0, na in row_phases)) + dh - 1  # padded input: the input at (dh-1, dw-1)
     wp = max(w, max(v0 + nb for _, _, v0, nb in col_phases)) + dw - 1
     max_rows = max(na for *_, na in row_phases) * max(nb for *_, nb in col_phases)  # output pixels per phase
-    on_cpu = xp is np
-    chunk = _chunk_size(n, max_rows * dh * dw * c_in) if on_cpu else n
+    chunk = _chunk_size(n, max_rows * dh * dw * c_in, xp)
     # (r, t) -> (taps_r, taps_t, (taps_r · taps_t · C_in, C_out)): the phase's kernel taps in window order
     sub_weights = {}
     for r, *_ in row_phases:
@@ -302,14 +319,10 @@ def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
                 sub = weight[:, :, r::sh, t::sw][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
                 sub_weights[r, t] = sub.shape[0], sub.shape[1], xp.ascontiguousarray(sub).reshape(-1, c)
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    if on_cpu:  # scratch arrays reused from call to call
-        out = memory.empty((n, oh, ow, c), x.dtype)
-        padded = _workspace("padded", (chunk, hp, wp, c_in), x.dtype)
-        cols_buf = _workspace("columns", (chunk * max_rows * dh * dw * c_in,), x.dtype)
-        res_buf = _workspace("phase_values", (chunk * max_rows * c,), x.dtype)
-    else:
-        out = xp.empty((n, oh, ow, c), dtype=x.dtype)
-        padded = xp.empty((chunk, hp, wp, c_in), dtype=x.dtype)
+    out = _empty(xp, (n, oh, ow, c), x.dtype)
+    padded = _scratch_array(xp, "padded", (chunk, hp, wp, c_in), x.dtype)
+    cols_buf = _scratch_array(xp, "columns", (chunk * max_rows * dh * dw * c_in,), x.dtype)
+    res_buf = _scratch_array(xp, "phase_values", (chunk * max_rows * c,), x.dtype)
     padded[...] = 0  # once per call: each chunk rewrites the interior only
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
@@ -327,13 +340,9 @@ def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
                 windows = xp.lib.stride_tricks.as_strided(first, (m, na, nb, di, dj, c_in),
                                                           (s_n, s_h, s_w, s_h, s_w, s_c))
                 rows = m * na * nb
-                if on_cpu:
-                    cols = cols_buf[:rows * di * dj * c_in].reshape(m, na, nb, di, dj, c_in)
-                    cols[...] = windows
-                    values = np.matmul(cols.reshape(rows, di * dj * c_in), sub,
-                                       out=res_buf[:rows * c].reshape(rows, c))
-                else:
-                    values = backend.matmul(windows.reshape(rows, di * dj * c_in), sub)
+                cols = cols_buf[:rows * di * dj * c_in].reshape(m, na, nb, di, dj, c_in)
+                cols[...] = windows
+                values = _matmul_into(cols.reshape(rows, di * dj * c_in), sub, res_buf[:rows * c].reshape(rows, c))
                 dst[...] = values.reshape(m, na, nb, c)
     return out.transpose(0, 3, 1, 2)
 
@@ -343,8 +352,8 @@ def _transpose_conv_by_adds(x, weight, stride, padding, out_hw):
 
     Each input pixel's row ``x[n, :, a, b]`` times the weight, read as the matrix
     (C_in, (i, j, o)), gives the kh·kw·C_out values it adds at ``y_p[n, o, s_h a + i,
-    s_w b + j]`` (col2im, the adjoint of :func:`_im2col`). A chunk of samples at a time
-    (the whole batch on a GPU): one 2-D product into a reused column buffer, then kh·kw
+    s_w b + j]`` (col2im, the adjoint of im2col). A chunk of samples at a time
+    (bounded memory on both backends): one 2-D product into a reused column buffer, then kh·kw
     slice-adds into a zeroed *phase-major* buffer, where padded row ``s_h u + r`` lives
     at ``buf[r, :, :, u]`` (likewise columns), so that each add writes contiguous rows
     of W·C_out values (never ``add.at``); then one strided copy per phase moves the
@@ -356,27 +365,19 @@ def _transpose_conv_by_adds(x, weight, stride, padding, out_hw):
     _, c, kh, kw = weight.shape
     (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
     hs, ws = _phase_rows(h, kh, sh, oh, ph), _phase_rows(w, kw, sw, ow, pw)
-    on_cpu = xp is np
-    chunk = _chunk_size(n, h * w * kh * kw * c) if on_cpu else n
+    chunk = _chunk_size(n, h * w * kh * kw * c, xp)
     w_cols = weight.transpose(0, 2, 3, 1).reshape(c_in, kh * kw * c)  # (C_in, (i, j, o)): a small copy
     x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    out = memory.empty((n, oh, ow, c), x.dtype) if on_cpu else xp.empty((n, oh, ow, c), dtype=x.dtype)
-    if on_cpu:  # scratch arrays reused from call to call
-        buf = _workspace("phases", (sh, sw, chunk, hs, ws, c), x.dtype)
-        cols_buf = _workspace("columns", (chunk * h * w, kh * kw * c), x.dtype)
-    else:
-        buf = xp.empty((sh, sw, chunk, hs, ws, c), dtype=x.dtype)
+    out = _empty(xp, (n, oh, ow, c), x.dtype)
+    buf = _scratch_array(xp, "phases", (sh, sw, chunk, hs, ws, c), x.dtype)
+    cols_buf = _scratch_array(xp, "columns", (chunk * h * w, kh * kw * c), x.dtype)
     # output row a is padded row a + p_h: phase (a + p_h) mod s_h, row (a + p_h) // s_h of that phase
     row_phases = _crop_phases(oh, sh, ph)
     col_phases = _crop_phases(ow, sw, pw)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         rows = x_nhwc[start:start + m].reshape(m * h * w, c_in)  # a copy only for NCHW-contiguous inputs
-        if on_cpu:
-            cols = np.matmul(rows, w_cols, out=cols_buf[:m * h * w])
-        else:
-            cols = backend.matmul(rows, w_cols)  # cuBLAS, also while a CUDA graph is captured
-        cols = cols.reshape(m, h, w, kh, kw, c)
+        cols = _matmul_into(rows, w_cols, cols_buf[:m * h * w]).reshape(m, h, w, kh, kw, c)
         part = buf[:, :, :m]
         part[...] = 0
         for i in range(kh):

@@ -108,27 +108,134 @@ def _is_basic_index(index) -> bool:
     return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
 
 
-def _normalize_index(index, xp):
-    """Turn Tensors and lists inside an index into backend integer arrays."""
+def _is_array(i) -> bool:
+    """True for an index item that is an array (host or device), not an int, slice, None or Ellipsis."""
+    return hasattr(i, "dtype") and not isinstance(i, (int, np.integer))
+
+
+def _normalize_index(index):
+    """Turn Tensors, lists and NumPy booleans inside an index into integer or boolean arrays (not yet uploaded)."""
     def convert(i):
         if isinstance(i, Tensor):
             i = i.data
-        if isinstance(i, (list, np.ndarray)) or (hasattr(i, "dtype") and not isinstance(i, (int, np.integer))):
-            arr = xp.asarray(i)
-            if arr.dtype.kind not in "iub":
-                raise TypeError(f"index arrays must be integer or boolean, got dtype {arr.dtype}")
-            return arr
+        if isinstance(i, (list, np.bool_)):
+            i = np.asarray(i)
+        if _is_array(i) and i.dtype.kind not in "iub":
+            raise TypeError(f"index arrays must be integer or boolean, got dtype {i.dtype}")
         return i
     return tuple(convert(i) for i in index) if isinstance(index, tuple) else convert(index)
 
 
+def _upload(index, xp):
+    """The index with its host arrays copied to ``xp``'s device (after their range check)."""
+    def upload(i):
+        return xp.asarray(i) if isinstance(i, np.ndarray) else i
+    return tuple(upload(i) for i in index) if isinstance(index, tuple) else upload(index)
+
+
+def _integer_arrays(index, shape) -> list:
+    """``(array, size of the axis it indexes)`` for every integer array of an index.
+
+    Follows NumPy's rules: None adds an axis, Ellipsis stands for the axes no
+    other item takes, a boolean array takes as many axes as it has. Items past
+    the last axis are left to the indexing itself, which raises.
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    taken = sum(i.ndim if _is_array(i) and i.dtype.kind == "b" else 1
+                for i in items if i is not None and i is not Ellipsis)
+    pairs, axis = [], 0
+    for i in items:
+        if i is None:
+            continue
+        if i is Ellipsis:
+            axis += max(len(shape) - taken, 0)
+        elif _is_array(i) and i.dtype.kind == "b":
+            axis += i.ndim
+        else:
+            if _is_array(i) and axis < len(shape):
+                pairs.append((i, shape[axis]))
+            axis += 1
+    return pairs
+
+
+def index_range_violation(pairs, what: str, negative: bool = True):
+    """The first out-of-range value among integer index arrays, or None when every value is in range.
+
+    NumPy raises ``IndexError`` for an index outside its axis; CuPy wraps it
+    silently (its gather and scatter kernels take the index modulo the axis
+    size: ``cupy/_core/_routines_indexing.pyx``, v13 and v14), and so reads,
+    or scatter-adds into, the wrong rows. So the library checks: host arrays on
+    the host (before they are uploaded), device arrays on the device, all of
+    them together with one small read (each array's minimum and maximum)
+    through :func:`scratchgan.backend.to_host`. A device array that
+    :func:`scratchgan.backend.vouch_indices` vouched for (in ``[0, high)``
+    with ``high`` at most the axis size) is not read at all; that is what a
+    CUDA-graph step needs, since a captured step cannot read back.
+
+    Parameters
+    ----------
+    pairs : list of (array, int)
+        Integer arrays (NumPy or CuPy) and the size of the axis each indexes.
+    what : str
+        The checker, named in the error when a captured step would read back.
+    negative : bool
+        Allow NumPy's negative indices, ``[-size, size)``; else ``[0, size)``.
+
+    Returns
+    -------
+    tuple of (int, int) or None
+        ``(value, size)`` of the first array with a value out of range.
+    """
+    extremes, device = [], []  # (size, lowest, highest) on the host; device arrays still to read
+    for array, size in pairs:
+        if array.size == 0:
+            continue
+        if isinstance(array, np.ndarray):
+            extremes.append((size, array.min(), array.max()))
+        elif backend.vouched_high(array) is None or backend.vouched_high(array) > size:
+            device.append((array, size))
+    if device:
+        xp = backend.array_module(device[0][0])
+        stacked = xp.stack([e for array, _ in device for e in (array.min(), array.max())])
+        values = backend.to_host(stacked, f"the range check of {what}'s device index array (an array not vouched "
+                                         "for with scratchgan.backend.vouch_indices)").tolist()
+        extremes += [(size, values[2 * k], values[2 * k + 1]) for k, (_, size) in enumerate(device)]
+    for size, low, high in extremes:
+        lowest = -size if negative else 0
+        if low < lowest or high >= size:
+            return (int(low) if low < lowest else int(high)), size
+    return None
+
+
 def getitem_backward(g, out, needs):
-    return (index_add_zeros(g, out._ctx, out._parents[0].shape),)
+    return (_index_add_zeros(g, out._ctx, out._parents[0].shape),)
 
 
 def getitem(a: Tensor, index) -> Tensor:
-    """``a[index]``: basic slices, integers, None, Ellipsis and integer arrays."""
-    index = _normalize_index(index, backend.array_module(a.data))
+    """``a[index]``: basic slices, integers, None, Ellipsis and integer or boolean arrays.
+
+    An integer array's values must lie in ``[-size, size)`` of the axis it
+    indexes, on CuPy as on NumPy (see :func:`index_range_violation`);
+    otherwise ``IndexError``.
+    """
+    xp = backend.array_module(a.data)
+    index = _normalize_index(index)
+    if xp is not np:  # NumPy raises for a bad index itself, CuPy wraps it
+        found = index_range_violation(_integer_arrays(index, a.shape), "getitem")
+        if found is not None:
+            raise IndexError(f"getitem: index {found[0]} is out of range for an axis of size {found[1]} "
+                             f"(tensor of shape {a.shape})")
+        index = _upload(index, xp)
+    return getitem_unchecked(a, index)
+
+
+def getitem_unchecked(a: Tensor, index) -> Tensor:
+    """``a[index]`` for an index of backend arrays whose range the caller has checked (the op itself).
+
+    For callers that checked the indices already (:class:`scratchgan.nn.Embedding`,
+    the cross-entropy losses), so that the check costs one read, not two, and
+    for the rules (the index of a backward is the forward's).
+    """
     try:
         data = a.data[index]
     except IndexError as exc:
@@ -137,15 +244,28 @@ def getitem(a: Tensor, index) -> Tensor:
 
 
 def index_add_zeros_backward(g, out, needs):
-    return (getitem(g, out._ctx[0]),)
+    return (getitem_unchecked(g, out._ctx[0]),)
 
 
 def index_add_zeros(values: Tensor, index, shape) -> Tensor:
     """Zeros of ``shape`` with ``values`` added at ``index`` (repeats add up).
 
     The adjoint of ``getitem``; its own gradient is ``getitem``, which is what
-    makes indexing twice differentiable.
+    makes indexing twice differentiable. Integer arrays are range-checked as
+    in :func:`getitem` (a scatter-add with wrapped indices would write the
+    wrong rows).
     """
+    xp = backend.array_module(values.data)
+    shape = tuple(shape)
+    index = _normalize_index(index)
+    found = index_range_violation(_integer_arrays(index, shape), "index_add_zeros")
+    if found is not None:
+        raise IndexError(f"index_add_zeros: index {found[0]} is out of range for an axis of size {found[1]} "
+                         f"(shape {shape})")
+    return _index_add_zeros(values, _upload(index, xp), shape)
+
+
+def _index_add_zeros(values: Tensor, index, shape) -> Tensor:
     xp = backend.array_module(values.data)
     data = xp.zeros(shape, dtype=values.dtype)
     if _is_basic_index(index):
