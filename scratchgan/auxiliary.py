@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import losses
+from . import backend, losses
 from .tensor import Tensor, as_tensor
 
 __all__ = ["InfoCodes", "as_code_tensor", "aux_d_loss", "aux_g_loss", "code_matrix", "draw_info_codes", "info_code_metrics",
@@ -37,7 +37,7 @@ __all__ = ["InfoCodes", "as_code_tensor", "aux_d_loss", "aux_g_loss", "code_matr
 
 @dataclass
 class InfoCodes:
-    """InfoGAN's structured codes of a batch (host arrays).
+    """InfoGAN's structured codes of a batch (host arrays; device arrays when the GPU trainer drew them).
 
     Attributes
     ----------
@@ -51,30 +51,43 @@ class InfoCodes:
     continuous: np.ndarray | None
 
 
-def draw_info_codes(rng: np.random.Generator, n: int, config, share=slice(None)) -> InfoCodes | None:
+def draw_info_codes(rng, n: int, config, share=slice(None)) -> InfoCodes | None:
     """Draw the codes of a global batch of ``n`` (None unless ``config.aux == "infogan"``).
 
     Categories uniform on ``0 .. info_categories - 1`` (``rng.integers``),
     then continuous codes uniform on [-1, 1) (``rng.uniform``), each drawn for
     the whole batch and then cut to ``share`` (a data-parallel rank's rows).
+    ``rng``: a ``numpy.random.Generator`` (host arrays) or the GPU trainer's
+    :class:`~scratchgan.device_rng.DeviceGenerator` (device arrays, the
+    continuous codes in ``config.dtype``, the categories vouched for, so that
+    their range check reads nothing back).
     """
     if getattr(config, "aux", "none") != "infogan":
         return None
     k, d = int(config.info_categories), int(config.info_continuous)
+    if not isinstance(rng, np.random.Generator):  # drawn on the device
+        cat = backend.vouch_indices(rng.integers(0, k, n)[share], k) if k else None
+        cont = rng.uniform(-1.0, 1.0, (n, d), config.dtype)[share] if d else None
+        return InfoCodes(cat, cont)
     cat = rng.integers(0, k, n)[share].astype(np.int64) if k else None
     cont = rng.uniform(-1.0, 1.0, (n, d))[share] if d else None
     return InfoCodes(cat, cont)
 
 
-def code_matrix(codes: InfoCodes, config) -> np.ndarray:
-    """G's code input (N, K + d): the one-hot category, then the continuous codes, in ``config.dtype``."""
+def code_matrix(codes: InfoCodes, config):
+    """G's code input (N, K + d): the one-hot category, then the continuous codes, in ``config.dtype``.
+
+    A host array for host codes; a device array, made on the device, for codes drawn there.
+    """
     k, d = int(config.info_categories), int(config.info_continuous)
+    first = codes.categories if k else codes.continuous
+    xp = np if isinstance(first, (list, tuple, int, float, np.ndarray, np.generic)) else backend.array_module(first)
     parts = []
     if k:
-        parts.append(np.eye(k, dtype=config.dtype)[np.asarray(codes.categories)])
+        parts.append(xp.eye(k, dtype=config.dtype)[xp.asarray(codes.categories)])
     if d:
-        parts.append(np.asarray(codes.continuous, dtype=config.dtype).reshape(-1, d))
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=config.dtype)
+        parts.append(xp.asarray(codes.continuous, dtype=config.dtype).reshape(-1, d))
+    return xp.ascontiguousarray(xp.concatenate(parts, axis=1), dtype=config.dtype)
 
 
 def split_info_logits(aux_logits: Tensor, config) -> tuple[Tensor | None, Tensor | None]:

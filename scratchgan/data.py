@@ -35,6 +35,7 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "DeviceBatches",
     "ToyMixture",
     "grid25",
     "load_dataset",
@@ -245,6 +246,50 @@ class Dataset:
             return self.mixture.sample(batch_size, rng)
         idx = rng.integers(0, len(self.x_train), size=batch_size, dtype=np.int64)
         return self.x_train[idx], self.y_train[idx]
+
+
+class DeviceBatches:
+    """A data set's training batches drawn and gathered on the device (the GPU trainer's data path).
+
+    The training split is uploaded once, here (images flattened to
+    ``(N, data_dim)`` in ``dtype``, labels as int64); each :meth:`sample`
+    then draws with a :class:`scratchgan.device_rng.DeviceGenerator` and
+    gathers on the device, so a training step copies nothing to or from the
+    host. Toy mixtures upload only their centres and draw the points on the
+    device: the mode indices first, then the Gaussian noise, as
+    :meth:`ToyMixture.sample` does on the host.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    dtype : str or numpy dtype
+        The run's float dtype.
+    xp : module
+        ``numpy`` or ``cupy``: where the arrays go.
+    """
+
+    def __init__(self, dataset: Dataset, dtype, xp):
+        self.xp, self.dtype, self.kind = xp, np.dtype(dtype), dataset.kind
+        if dataset.kind == "toy":
+            self.size, self.std = dataset.mixture.num_modes, dataset.mixture.std
+            self.x = xp.asarray(dataset.mixture.centres.astype(self.dtype))
+            self.y = None
+        else:
+            self.size = len(dataset.x_train)
+            self.x = xp.asarray(dataset.x_train.reshape(self.size, -1).astype(self.dtype))
+            self.y = xp.asarray(dataset.y_train)
+
+    def sample(self, rng, batch_size: int):
+        """One batch ``(x (batch_size, data_dim), y (batch_size,) int64)``, device arrays.
+
+        ``y`` holds the mode (toy) or class (images) of each row; it is in
+        range by construction (the caller may vouch for it).
+        """
+        index = rng.integers(0, self.size, batch_size)
+        if self.kind == "toy":
+            x = self.x[index] + rng.standard_normal((batch_size, self.x.shape[1]), self.dtype) * self.std
+            return x, index
+        return self.x[index], self.y[index]
 
 
 # --------------------------------------------------------------------------

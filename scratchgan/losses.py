@@ -88,7 +88,7 @@ def _targets_like(targets, logits: Tensor) -> Tensor:
             targets = targets.astype(logits.dtype)  # differentiable cast (targets rarely need a gradient)
         return targets
     if isinstance(targets, numbers.Real):
-        return as_tensor(xp.full(logits.shape, float(targets), dtype=logits.dtype))
+        return Tensor._wrap(xp.full(logits.shape, float(targets), dtype=logits.dtype))  # on the logits' backend
     array = targets if hasattr(targets, "dtype") and hasattr(targets, "shape") else np.asarray(targets)
     if tuple(array.shape) != logits.shape:
         raise ValueError(
@@ -98,11 +98,11 @@ def _targets_like(targets, logits: Tensor) -> Tensor:
     if array.dtype.kind not in "fiub":
         raise TypeError(f"bce_with_logits: targets must be numeric, got dtype {array.dtype}")
     # targets are constants: cast them to the logits' dtype and backend
-    return as_tensor(xp.asarray(array).astype(logits.dtype, copy=True))
+    return Tensor._wrap(xp.asarray(array).astype(logits.dtype, copy=True))
 
 
-def _as_data_tensor(x, name: str, like: Tensor | None = None) -> Tensor:
-    """A detached floating tensor holding ``x`` (Tensor or array), checked for NaN/Inf."""
+def _as_data_tensor(x, name: str, like: Tensor | None = None, check: bool = True) -> Tensor:
+    """A detached floating tensor holding ``x`` (Tensor or array), checked for NaN/Inf unless ``check`` is false."""
     if isinstance(x, Tensor):
         t = x.detach()
     else:
@@ -118,16 +118,22 @@ def _as_data_tensor(x, name: str, like: Tensor | None = None) -> Tensor:
         raise TypeError(f"{name} must be floating (float32 or float64), got dtype {t.dtype}")
     if t.ndim == 0 or t.shape[0] == 0:
         raise ValueError(f"{name} must have a non-empty batch axis first, got shape {t.shape}")
+    if check:
+        _check_finite(t, name)
+    return t
+
+
+def _check_finite(t: Tensor, name: str) -> None:
+    """Raise ValueError naming the NaN and Inf counts of ``t``; on the GPU one read back when all is well."""
     xp = backend.array_module(t.data)
     bad = ~xp.isfinite(t.data)
-    if bool(bad.any()):
-        n_nan = int(xp.isnan(t.data).sum())
-        n_inf = int(bad.sum()) - n_nan
+    if bool(backend.host_scalar(bad.any(), f"the NaN/Inf check of {name}")):
+        n_nan, n_bad = (int(v) for v in backend.to_host(xp.stack([xp.isnan(t.data).sum(), bad.sum()]), name))
+        n_inf = n_bad - n_nan
         raise ValueError(
             f"{name} contains {n_nan} NaN and {n_inf} Inf value(s) (shape {t.shape}); "
             "a gradient penalty on non-finite inputs is meaningless: check the data and the generator"
         )
-    return t
 
 
 def _input_gradient(critic, x: Tensor, who: str) -> Tensor:
@@ -465,7 +471,7 @@ def g_loss(kind: str, fake_logits: Tensor, real_logits: Tensor | None = None) ->
 
 
 def gradient_penalty(critic, real, fake, weight: float = 10.0, target: float = 1.0, one_sided: bool = False,
-                     rng=None, alpha=None) -> Tensor:
+                     rng=None, alpha=None, *, check_inputs: bool = True) -> Tensor:
     r"""Gradient penalty of WGAN-GP (two-sided) or WGAN-LP (one-sided).
 
     .. math::
@@ -516,6 +522,11 @@ def gradient_penalty(critic, real, fake, weight: float = 10.0, target: float = 1
     alpha : float, array or Tensor, optional
         Fixed interpolation factors in [0, 1] (tests): a number, or one per
         sample of shape ``(N,)`` or ``(N, 1, ..., 1)``.
+    check_inputs : bool, keyword-only
+        Check the inputs' values: finite, and ``alpha`` in [0, 1].
+        On the GPU each check reads a value back to the host (a wait for
+        the GPU, and a step a CUDA graph cannot record); the trainer passes
+        False for the values it made itself and reports a NaN loss instead.
 
     Returns
     -------
@@ -532,8 +543,8 @@ def gradient_penalty(critic, real, fake, weight: float = 10.0, target: float = 1
         Non-floating data or different dtypes.
     """
     weight = _check_weight(weight, "gradient_penalty")
-    real_t = _as_data_tensor(real, "gradient_penalty: real")
-    fake_t = _as_data_tensor(fake, "gradient_penalty: fake", like=real_t)
+    real_t = _as_data_tensor(real, "gradient_penalty: real", check=check_inputs)
+    fake_t = _as_data_tensor(fake, "gradient_penalty: fake", like=real_t, check=check_inputs)
     if real_t.shape != fake_t.shape:
         raise ValueError(f"gradient_penalty: real has shape {real_t.shape} but fake has shape {fake_t.shape}; "
                          "they must match (interpolation is per sample)")
@@ -544,7 +555,7 @@ def gradient_penalty(critic, real, fake, weight: float = 10.0, target: float = 1
     n = real_t.shape[0]
     a_shape = (n,) + (1,) * (real_t.ndim - 1)
     gen = as_generator(rng, "gradient_penalty") if alpha is None else None
-    a = _alpha_array(alpha, gen, a_shape, real_t.dtype, xp, "gradient_penalty")
+    a = _alpha_array(alpha, gen, a_shape, real_t.dtype, xp, "gradient_penalty", check_inputs)
     x_hat = (real_t * a + fake_t * (1.0 - a)).requires_grad_(True)  # a new leaf (its inputs are detached)
     return _gp_at(critic, x_hat, weight, float(target), bool(one_sided))
 
@@ -554,7 +565,7 @@ DRAGAN_SCALE = 0.5
 
 
 def dragan_penalty(critic, real, weight: float = 10.0, k: float = 1.0, rng=None, *, alpha=None,
-                   noise=None) -> Tensor:
+                   noise=None, check_inputs: bool = True) -> Tensor:
     r"""DRAGAN's gradient penalty around the real data (Kodali, Abernethy, Hays & Kira 2017).
 
     .. math::
@@ -608,6 +619,11 @@ def dragan_penalty(critic, real, weight: float = 10.0, k: float = 1.0, rng=None,
         Fixed ``epsilon`` values in [0, 1] of ``real``'s shape instead of
         drawing them (tests; the trainer draws them for the whole global
         batch so that a data-parallel run makes the same draws).
+    check_inputs : bool, keyword-only
+        Check the inputs' values: finite, ``alpha`` and ``noise`` in [0, 1].
+        On the GPU each check reads a value back to the host (a wait for
+        the GPU, and a step a CUDA graph cannot record); the trainer passes
+        False for the values it made itself and reports a NaN loss instead.
 
     Returns
     -------
@@ -622,7 +638,7 @@ def dragan_penalty(critic, real, weight: float = 10.0, k: float = 1.0, rng=None,
         weight.
     """
     weight = _check_weight(weight, "dragan_penalty")
-    x = _as_data_tensor(real, "dragan_penalty: real")
+    x = _as_data_tensor(real, "dragan_penalty: real", check=check_inputs)
     xp = backend.array_module(x.data)
     gen = as_generator(rng, "dragan_penalty") if noise is None or alpha is None else None
     n = x.shape[0]
@@ -633,17 +649,18 @@ def dragan_penalty(critic, real, weight: float = 10.0, k: float = 1.0, rng=None,
         eps = xp.asarray(noise.data if isinstance(noise, Tensor) else noise).astype(x.dtype)
         if eps.shape != x.shape:
             raise ValueError(f"dragan_penalty: noise has shape {eps.shape}; expected real's shape {x.shape}")
-        if not bool(((eps >= 0) & (eps <= 1)).all()):
+        if check_inputs and not bool(backend.host_scalar(((eps >= 0) & (eps <= 1)).all(),
+                                                         "dragan_penalty's check that noise lies in [0, 1]")):
             raise ValueError("dragan_penalty: noise must lie in [0, 1] (it stands for U[0, 1] draws)")
     # one standard deviation of every value of the batch (NumPy's minibatch.std(), as the authors' code)
     delta = eps * (DRAGAN_SCALE * xp.std(x.data))
-    a = _alpha_array(alpha, gen, a_shape, x.dtype, xp, "dragan_penalty")
+    a = _alpha_array(alpha, gen, a_shape, x.dtype, xp, "dragan_penalty", check_inputs)
     x_hat = as_tensor(x.data + a * delta).requires_grad_(True)  # a new leaf: the points carry no graph
     return _gp_at(critic, x_hat, weight, float(k), False, who="dragan_penalty")
 
 
-def _alpha_array(alpha, gen, a_shape, dtype, xp, who: str):
-    """Per-sample factors of shape ``a_shape`` = (N, 1, ..., 1): drawn U[0, 1] by ``gen``, or ``alpha`` checked."""
+def _alpha_array(alpha, gen, a_shape, dtype, xp, who: str, check: bool = True):
+    """Per-sample factors of shape ``a_shape`` = (N, 1, ..., 1): drawn U[0, 1] by ``gen``, or ``alpha`` (checked)."""
     n = a_shape[0]
     if alpha is None:
         return xp.asarray(gen.random(a_shape)).astype(dtype)
@@ -655,12 +672,13 @@ def _alpha_array(alpha, gen, a_shape, dtype, xp, who: str):
         a = a.reshape(a_shape)
     elif a.shape != a_shape:
         raise ValueError(f"{who}: alpha has shape {a.shape}; expected a number, ({n},) or {a_shape}")
-    if not bool(((a >= 0) & (a <= 1)).all()):
+    if check and not bool(backend.host_scalar(((a >= 0) & (a <= 1)).all(),
+                                              f"{who}'s check that alpha lies in [0, 1]")):
         raise ValueError(f"{who}: alpha must lie in [0, 1]")
     return a
 
 
-def r1_penalty(critic, real, weight: float) -> Tensor:
+def r1_penalty(critic, real, weight: float, *, check_inputs: bool = True) -> Tensor:
     r"""R1 penalty of Mescheder et al. (2018): the critic's input gradient on *real* data.
 
     .. math::
@@ -684,6 +702,11 @@ def r1_penalty(critic, real, weight: float) -> Tensor:
         Real samples ``(N, ...)``, finite (an array becomes float32, as with ``Tensor(array)``).
     weight : float
         ``gamma`` >= 0.
+    check_inputs : bool, keyword-only
+        Check the inputs' values: finite. On the GPU each check reads a
+        value back to the host (a wait for the GPU, and a step a CUDA graph
+        cannot record); the trainer passes False for the values it made itself
+        and reports a NaN loss instead.
 
     Returns
     -------
@@ -691,11 +714,11 @@ def r1_penalty(critic, real, weight: float) -> Tensor:
         A 0-d tensor.
     """
     weight = _check_weight(weight, "r1_penalty")
-    x = _as_data_tensor(real, "r1_penalty: real").requires_grad_(True)
+    x = _as_data_tensor(real, "r1_penalty: real", check=check_inputs).requires_grad_(True)
     return _r_at(critic, x, weight, "r1_penalty")
 
 
-def r2_penalty(critic, fake, weight: float) -> Tensor:
+def r2_penalty(critic, fake, weight: float, *, check_inputs: bool = True) -> Tensor:
     r"""R2 penalty of Mescheder et al. (2018): like :func:`r1_penalty`, on *generated* data.
 
     .. math::
@@ -704,9 +727,10 @@ def r2_penalty(critic, fake, weight: float) -> Tensor:
         \qquad \tilde x_i \sim p_g.
 
     ``fake`` is detached: the penalty regularises the critic, not the generator.
+    ``check_inputs``: as :func:`r1_penalty`'s.
     """
     weight = _check_weight(weight, "r2_penalty")
-    x = _as_data_tensor(fake, "r2_penalty: fake").requires_grad_(True)
+    x = _as_data_tensor(fake, "r2_penalty: fake", check=check_inputs).requires_grad_(True)
     return _r_at(critic, x, weight, "r2_penalty")
 
 
@@ -774,11 +798,15 @@ def _class_labels(labels, logits: Tensor, who: str):
     if tuple(y.shape) != (n,):
         raise ValueError(f"{who} must have shape ({n},), one class index per row of the logits {logits.shape}; "
                          f"got shape {tuple(y.shape)}")
-    y = xp.asarray(y)
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= c:
-        raise ValueError(f"{who} must lie in [0, {c - 1}] (the logits have {c} classes), found {lo}..{hi}")
-    return y
+    vouched = backend.vouched_high(y)
+    if vouched is None or vouched > c:  # labels drawn in range (the trainer's, on the GPU) need no read back
+        if backend.array_module(y) is np:  # host labels: checked before they are copied to the device
+            lo, hi = int(y.min()), int(y.max())
+        else:
+            lo, hi = (int(v) for v in backend.to_host(xp.stack([y.min(), y.max()]), f"the range check of {who}"))
+        if lo < 0 or hi >= c:
+            raise ValueError(f"{who} must lie in [0, {c - 1}] (the logits have {c} classes), found {lo}..{hi}")
+    return backend.vouch_indices(xp.asarray(y), c)
 
 
 def softmax_cross_entropy(logits: Tensor, labels, reduction: str = "mean") -> Tensor:
@@ -827,7 +855,8 @@ def softmax_cross_entropy(logits: Tensor, labels, reduction: str = "mean") -> Te
     logits = _class_logits(logits, "softmax_cross_entropy: logits")
     y = _class_labels(labels, logits, "softmax_cross_entropy: labels")
     xp = backend.array_module(logits.data)
-    picked = _getitem(_log_softmax(logits, axis=1), (xp.arange(logits.shape[0]), y))
+    rows = backend.vouch_indices(xp.arange(logits.shape[0]), logits.shape[0])  # so getitem reads nothing back
+    picked = _getitem(_log_softmax(logits, axis=1), (rows, y))
     if reduction == "none":
         return -picked
     return -(mean(picked) if reduction == "mean" else _sum(picked))

@@ -8,6 +8,15 @@ from one ``numpy.random.Generator``, whose state the checkpoint stores, so
 that ``k`` steps + resume + ``N - k`` steps reproduce ``N`` steps bit for bit
 on the CPU.
 
+On the GPU (``backend="cupy"``) the same draws come from a
+:class:`~scratchgan.device_rng.DeviceGenerator` (Philox4x32-10, its counter in
+device memory, its state in the checkpoint: resume is exact there too), the
+training split is uploaded once and batches are gathered on the device, and
+the step's record stays on the device until the loop logs: a step that does
+not log copies nothing to or from the host, and a logging step reads its
+record back in one transfer (:func:`host_record`). The GPU run draws other
+numbers than the CPU run of the same seed.
+
 The outputs of a run, in its folder: ``config.json``, ``metrics.jsonl``,
 ``checkpoint.npz``, ``samples.png``, ``losses.png`` and ``eval.json``
 (:data:`RUN_FILES`). The folder never loses work (docs/training.md, "The run
@@ -40,7 +49,8 @@ import numpy as np
 from . import auxiliary, backend, losses, nn, optim, runlog
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, resolve
-from .data import load_dataset
+from .data import DeviceBatches, load_dataset
+from .device_rng import DeviceGenerator
 from .distributed import local_shares
 from .engine import grad, no_grad
 from .models import build_discriminator, build_generator
@@ -49,7 +59,7 @@ from .runlog import METRICS
 from .tensor import Tensor, as_tensor
 
 __all__ = ["CHECKPOINT", "METRICS", "RUN_FILES", "RunExistsError", "RunWarning", "SaveError", "Trainer",
-           "TrainingError", "lock_run_folder", "run_summary"]
+           "TrainingError", "host_record", "lock_run_folder", "run_summary"]
 
 CHECKPOINT = "checkpoint.npz"
 #: The files of a run in its folder: a folder holding any of them holds a run; ``overwrite`` removes them (and
@@ -161,12 +171,39 @@ def _make_optimizer(config: TrainConfig, params, lr):
     return optim.SGD(params, lr=lr)
 
 
-def _grad_norm(params) -> float:
+def _grad_norm(params, on_device: bool = False):
+    """The L2 norm of all the gradients together, in float64.
+
+    On the GPU a 0-d device array (summed on the device, read when the
+    record is logged); on the CPU a float.
+    """
+    squares = [(p.grad.data.astype(np.float64) ** 2).sum() for p in params if p.grad is not None]
+    if on_device:
+        xp = backend.array_module(squares[0]) if squares else backend.xp
+        return xp.sqrt(xp.stack(squares).sum()) if squares else xp.zeros((), dtype=np.float64)
     total = 0.0
-    for p in params:
-        if p.grad is not None:
-            total += float((p.grad.data.astype(np.float64) ** 2).sum())
+    for square in squares:
+        total += float(square)
     return math.sqrt(total)
+
+
+def host_record(record: dict) -> dict:
+    """A step's record with its device scalars (0-d CuPy arrays) as floats, read back in one transfer.
+
+    A record of floats (the CPU's) comes back as it is.
+    """
+    return _read_record(record, ())[0]
+
+
+def _read_record(record: dict, extra, what: str = "the record of a logged training step") -> tuple[dict, list]:
+    """``(record as floats, the values of the 0-d device arrays extra)``, all read back in one transfer."""
+    keys = [k for k, v in record.items() if not isinstance(v, (int, float, np.number))]
+    arrays = [record[k] for k in keys] + list(extra)
+    if not arrays:
+        return dict(record), []
+    xp = backend.array_module(arrays[0])
+    values = backend.to_host(xp.stack([a.astype(np.float64) for a in arrays]), what).tolist()
+    return {**record, **dict(zip(keys, values))}, values[len(keys):]
 
 
 # --------------------------------------------------------------------------- trainer
@@ -248,6 +285,12 @@ class Trainer:
         self.opt_g = _make_optimizer(c, list(self.G.parameters()), c.lr_g)
         self.opt_d = _make_optimizer(c, list(self.D.parameters()), c.lr_d)
         self.rng = np.random.default_rng([c.seed, 1])
+        # the GPU draws on the device (a counter-based stream, saved with the checkpoint); the CPU keeps self.rng
+        self._on_device = backend.get_backend() == "cupy"
+        self.device_rng = DeviceGenerator([c.seed, 1]) if self._on_device else None
+        self._batches = None  # the training split on the device (DeviceBatches), uploaded at the first batch
+        self._step_blocks = None  # GPU: the Philox blocks one step draws (learnt at the first step), see _draws
+        self._first_bad = None  # GPU: a 0-d device array, the first step whose loss was not finite (-1: none)
         self.step = 0
 
     def _sync_ranks(self) -> None:
@@ -276,12 +319,25 @@ class Trainer:
     def _labels(self, array) -> Tensor:
         return as_tensor(np.asarray(array, dtype=np.int64))
 
+    def _device_labels(self, array, high: int) -> Tensor:
+        """Labels drawn on the device, vouched for (in [0, high) by construction: no range check reads them)."""
+        t = as_tensor(array)
+        backend.vouch_indices(t.data, high)
+        return t
+
     # every draw is of the global batch (n = batch_size rows); data-parallel, this rank keeps its share
     def _noise(self, n) -> Tensor:
         dtype = np.dtype(self.config.dtype)
+        if self.device_rng is not None:
+            return as_tensor(self.device_rng.standard_normal((n, self.config.z_dim), dtype)[self._share])
         return self._tensor(self.rng.standard_normal((n, self.config.z_dim), dtype=dtype)[self._share])
 
     def _real_batch(self):
+        if self.device_rng is not None:
+            if self._batches is None:  # the one upload of the data set
+                self._batches = DeviceBatches(self.data, self.config.dtype, backend.xp)
+            x, y = self._batches.sample(self.device_rng, self.config.batch_size)
+            return as_tensor(x[self._share]), self._device_labels(y[self._share], self.data.num_classes)
         x, y = self.data.sample_batch(self.rng, self.config.batch_size)
         x, y = x[self._share], y[self._share]
         return self._tensor(x.reshape(len(x), -1)), self._labels(y)
@@ -289,12 +345,16 @@ class Trainer:
     def _fake_labels(self, n):
         if not self.config.conditional:
             return None
-        return self._labels(self.rng.integers(0, self.data.num_classes, n)[self._share])
+        k = self.data.num_classes
+        if self.device_rng is not None:
+            return self._device_labels(self.device_rng.integers(0, k, n)[self._share], k)
+        return self._labels(self.rng.integers(0, k, n)[self._share])
 
     # ---- ACGAN / InfoGAN (config.aux; scratchgan.auxiliary, docs/losses.md "ACGAN and InfoGAN")
     def _info_codes(self, n):
         """InfoGAN's codes of a global batch of ``n``, drawn after the noise (None for other runs: no draw)."""
-        return auxiliary.draw_info_codes(self.rng, n, self.config, self._share)
+        source = self.rng if self.device_rng is None else self.device_rng
+        return auxiliary.draw_info_codes(source, n, self.config, self._share)
 
     def _generate(self, z, labels, codes):
         """``G(z, labels)``, with InfoGAN's codes when there are some."""
@@ -307,6 +367,14 @@ class Trainer:
         if with_aux:
             return self.D.forward_with_aux(x, labels)
         return self.D(x, labels), None
+
+    def _value(self, array):
+        """A scalar of the step's record from a 0-d array: a float on the CPU, the device array itself on the GPU.
+
+        The GPU's values are read back only when the loop logs (:func:`host_record`): reading each at
+        every step would make the host wait for the GPU several times a step.
+        """
+        return array if self._on_device else float(array)
 
     # ---- one update of each network
     def d_update(self) -> dict:
@@ -331,23 +399,32 @@ class Trainer:
             # pack * dim), so GP interpolates and takes norms per pack and R1 sums a pack's squared gradients
             critic = self._packed_critic(y_real)
             real_p = _pack_rows(real, c.pack)
+        # the GPU checks no penalty input on the host (a read each): they are the trainer's own draws and data,
+        # and a NaN among them makes the loss NaN, which the loop reports
+        check = not self._on_device
+        rows = c.batch_size // c.pack
         if gp:
-            alpha = self.rng.uniform(size=(c.batch_size // c.pack, 1)).astype(c.dtype)[self._pack_share]
+            if self.device_rng is None:
+                alpha = self._tensor(self.rng.uniform(size=(rows, 1)).astype(c.dtype)[self._pack_share])
+            else:
+                alpha = as_tensor(self.device_rng.random((rows, 1), c.dtype)[self._pack_share])
             loss = loss + losses.gradient_penalty(critic, real_p, _pack_rows(fake, c.pack), weight=c.penalty_weight,
-                                                  alpha=self._tensor(alpha))
+                                                  alpha=alpha, check_inputs=check)
         if c.r1 > 0:
-            loss = loss + losses.r1_penalty(critic, real_p, c.r1)
+            loss = loss + losses.r1_penalty(critic, real_p, c.r1, check_inputs=check)
         if c.dragan > 0:
             # DRAGAN's draws for the global batch, in dragan_penalty's own order (noise, then one alpha per row)
-            rows = c.batch_size // c.pack
-            noise = self.rng.random((rows,) + real_p.shape[1:])[self._pack_share]
-            alpha = self.rng.random(rows)[self._pack_share]
-            loss = loss + losses.dragan_penalty(critic, real_p, weight=c.dragan, noise=noise, alpha=alpha)
+            source = self.rng if self.device_rng is None else self.device_rng
+            dtype = np.float64 if self.device_rng is None else c.dtype  # the CPU's draws as they always were
+            noise = source.random((rows,) + real_p.shape[1:], dtype)[self._pack_share]
+            alpha = source.random(rows, dtype)[self._pack_share]
+            loss = loss + losses.dragan_penalty(critic, real_p, weight=c.dragan, noise=noise, alpha=alpha,
+                                                check_inputs=check)
         loss.backward()
-        record = {"d_loss": float(loss.item()), "d_real": _mean_output(c.loss, real_out),
-                  "d_fake": _mean_output(c.loss, fake_out)}
+        record = {"d_loss": self._value(loss.data), "d_real": self._value(_mean_output(c.loss, real_out)),
+                  "d_fake": self._value(_mean_output(c.loss, fake_out))}
         if aux_loss is not None:
-            record["d_aux"] = float(aux_loss.item())
+            record["d_aux"] = self._value(aux_loss.data)
         if self.comm is not None:  # data-parallel: the global batch's mean gradient (and record) on every rank
             record = self.comm.allreduce_gradients(self.D.parameters(), record)
         self.opt_d.step()
@@ -384,15 +461,30 @@ class Trainer:
         # grad() walks only the part of the graph that leads to G: D's gradients are not computed
         for p, g in zip(params, grad(loss, params)):
             p.grad = g
-        record = {"g_loss": float(loss.item())}
+        record = {"g_loss": self._value(loss.data)}
         if aux_loss is not None:
-            record["g_aux"] = float(aux_loss.item())
+            record["g_aux"] = self._value(aux_loss.data)
         if self.comm is not None:  # data-parallel: the global batch's mean gradient (and record) on every rank
             record = self.comm.allreduce_gradients(params, record)
         self.opt_g.step()
         if self.G_ema is not None:
             _ema_update(self.G_ema, self.G, c.ema_decay)
         return record
+
+    @contextlib.contextmanager
+    def _draws(self):
+        """GPU: the draws of a step served from one Philox evaluation (the same numbers, fewer launches).
+
+        Every step of a run draws the same number of blocks: the first step
+        draws one by one and counts them, the later ones evaluate them at
+        once (:meth:`~scratchgan.device_rng.DeviceGenerator.batched`).
+        """
+        if self.device_rng is None:
+            yield
+            return
+        with self.device_rng.batched(self._step_blocks) as taken:
+            yield
+        self._step_blocks = taken[0]
 
     def lr_factor(self, step: int | None = None) -> float:
         """Multiplier of both learning rates for the generator update number ``step`` (0-based).
@@ -420,16 +512,29 @@ class Trainer:
 
         ``with_norms`` adds the gradient norms of both networks (a pass over
         every gradient, so the loop asks for it only on the steps it logs).
+
+        The record's values are floats on the CPU; on the GPU the losses,
+        mean outputs and norms are 0-d device arrays (``float(v)`` reads one,
+        :func:`host_record` all of them in one transfer): a GPU step copies
+        nothing to or from the host, so it can also be recorded as a CUDA
+        graph (:func:`scratchgan.cuda_graph.capture`) when the learning rate
+        is constant.
         """
+        if self.config.lr_decay != "none" and backend.is_capturing():
+            raise backend.CaptureError(
+                f"the learning-rate decay (lr_decay={self.config.lr_decay!r}) sets a new learning rate on the host "
+                "before each step, and a captured step would replay the rate of the capture at every replay; "
+                "train with lr_decay='none' (--lr-decay none) to capture the step")
         self._set_lr()
         record = {}
-        for _ in range(self.config.n_critic):
-            record.update(self.d_update())
-        record.update(self.g_update())
+        with self._draws():
+            for _ in range(self.config.n_critic):
+                record.update(self.d_update())
+            record.update(self.g_update())
         if with_norms:
             # g_update takes G's gradients with grad(): D.grad still holds the last critic update's
-            record["grad_norm_d"] = _grad_norm(self.D.parameters())
-            record["grad_norm_g"] = _grad_norm(self.G.parameters())
+            record["grad_norm_d"] = _grad_norm(self.D.parameters(), self._on_device)
+            record["grad_norm_g"] = _grad_norm(self.G.parameters(), self._on_device)
         record["lr_g"], record["lr_d"] = self.opt_g.lr, self.opt_d.lr
         self.step += 1
         return record
@@ -443,15 +548,17 @@ class Trainer:
         """
         clone = copy.copy(self)
         memo = {id(self.data): self.data}
-        clone.G, clone.D, clone.G_ema, clone.opt_g, clone.opt_d, clone.rng = copy.deepcopy(
-            (self.G, self.D, self.G_ema, self.opt_g, self.opt_d, self.rng), memo)
+        clone.G, clone.D, clone.G_ema, clone.opt_g, clone.opt_d, clone.rng, clone.device_rng = copy.deepcopy(
+            (self.G, self.D, self.G_ema, self.opt_g, self.opt_d, self.rng, self.device_rng), memo)
         clone.train_step(with_norms=False)
         if self.comm is not None:  # data-parallel steps are collectives: every rank takes the same number
             max_steps = min_steps
+        backend.synchronize()  # the GPU queues the steps: time them from an idle device to a finished one
         done, start = 0, time.perf_counter()
         while done < max_steps and (done < min_steps or time.perf_counter() - start < min_seconds):
             clone.train_step(with_norms=False)
             done += 1
+            backend.synchronize()
         return (time.perf_counter() - start) / done
 
     # ---- the run folder
@@ -574,16 +681,13 @@ class Trainer:
                 while self.step < c.steps:
                     log_now = (self.step + 1) % c.log_every == 0 or self.step + 1 == c.steps
                     record = self.train_step(with_norms=log_now)
-                    if not all(math.isfinite(record[k]) for k in ("d_loss", "g_loss")):
-                        kept = (f"no checkpoint was saved before it in {self.out_dir}" if self._saved_step is None
-                                else f"the last good checkpoint (step {self._saved_step}) in {self.out_dir} is kept")
-                        raise TrainingError(
-                            f"loss became NaN or Inf at step {self.step} (d_loss={record['d_loss']}, "
-                            f"g_loss={record['g_loss']}); {kept}; try a lower learning rate or another loss"
-                        )
+                    # the GPU checks the losses (a read back) only before something is written or logged
+                    writes = log_now or self.step % c.checkpoint_every == 0 or self.step % c.sample_every == 0
+                    record = self._checked(record, read=log_now, check=writes)
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", refresh=False)
+                        if not self._on_device or log_now:  # the GPU's losses are on the host on logged steps
+                            bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", refresh=False)
                     if log_now:
                         now = time.perf_counter()
                         record["steps_per_sec"] = (self.step - last_step) / max(now - last_time, 1e-9)
@@ -604,6 +708,8 @@ class Trainer:
                     if interrupted.raised if self.comm is None else self.comm.any(interrupted.raised):
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
+            if self._on_device:
+                self._verify_finite()  # the CPU checked every step; the GPU checks before it writes
             self._checkpoint()
             raise
         finally:
@@ -622,6 +728,75 @@ class Trainer:
                           "evaluation again", RunWarning, stacklevel=3)
         return result if self.comm is None else self.comm.bcast_object(result)
 
+    def _checked(self, record: dict, read: bool, check: bool) -> dict:
+        """Raise :class:`TrainingError` when a loss of the step is NaN or Inf; returns the record.
+
+        The CPU checks every step. The GPU notes on the device the first
+        step whose losses were not finite, and reads that note back only when
+        ``check`` (a step that logs or writes: no checkpoint, picture or
+        metrics line is made of a diverged run, :meth:`_verify_finite`); with
+        ``read`` the record is read back too, in the same transfer, and
+        returned as floats.
+        """
+        if not self._on_device:
+            if not all(math.isfinite(record[k]) for k in ("d_loss", "g_loss")):
+                self._diverged(self.step, f"d_loss={record['d_loss']}, g_loss={record['g_loss']}")
+            return record
+        xp = backend.xp
+        if self._first_bad is None:
+            self._first_bad = xp.full((), -1, dtype=np.int64)
+        finite = xp.isfinite(record["d_loss"]) & xp.isfinite(record["g_loss"])
+        self._first_bad = xp.where(~finite & (self._first_bad < 0), self.step, self._first_bad)
+        if read:
+            return self._verify_finite(record)
+        if check:
+            self._verify_finite()
+        return record
+
+    def _verify_finite(self, record: dict | None = None) -> dict | None:
+        """GPU: raise :class:`TrainingError` when the losses of a step so far were not finite.
+
+        One read back: of the note :meth:`_checked` keeps on the device, and
+        of ``record`` (returned as floats) when one is given.
+        """
+        if self._first_bad is None:  # no step yet
+            return record
+        if record is not None:
+            record, (first_bad,) = _read_record(record, [self._first_bad])
+        else:
+            first_bad = backend.host_scalar(self._first_bad, "the trainer's check for a NaN or Inf loss")
+        if self.comm is not None:  # data-parallel: every rank decides on every rank's losses
+            first_bad, record = self._across_ranks(first_bad, record)
+        if first_bad >= 0:
+            now = "" if record is None else f"; at step {self.step}: d_loss={record['d_loss']}, " \
+                                            f"g_loss={record['g_loss']}"
+            self._diverged(int(first_bad), f"found at step {self.step}: the GPU checks the losses when the run "
+                                           f"logs or writes{now}")
+        return record
+
+    def _across_ranks(self, first_bad, record):
+        """Data-parallel on the GPU: the first bad step of any rank, and the record's losses averaged over the ranks.
+
+        On the CPU :meth:`~scratchgan.distributed.Communicator.allreduce_gradients`
+        averages the losses with the gradients at each update; on the GPU
+        they stay on the device until logged, so the ranks exchange them
+        here, on the steps that check (the same steps on every rank), and all
+        stop together when any rank's loss was not finite.
+        """
+        keys = [k for k in (record or {}) if k.startswith(("d_", "g_"))]  # the losses and mean outputs
+        everyone = self.comm.allgather_object((int(first_bad), [record[k] for k in keys]))
+        bad = [b for b, _ in everyone if b >= 0]
+        if record is not None:
+            means = [float(np.mean([values[i] for _, values in everyone])) for i in range(len(keys))]
+            record = {**record, **dict(zip(keys, means))}
+        return (min(bad) if bad else -1), record
+
+    def _diverged(self, step: int, detail: str):
+        kept = (f"no checkpoint was saved before it in {self.out_dir}" if self._saved_step is None
+                else f"the last good checkpoint (step {self._saved_step}) in {self.out_dir} is kept")
+        raise TrainingError(f"loss became NaN or Inf at step {step} ({detail}); {kept}; try a lower learning rate "
+                            "or another loss")
+
     # ---- checkpoints
     def state(self) -> dict:
         tree = {
@@ -635,6 +810,8 @@ class Trainer:
         }
         if self.G_ema is not None:
             tree["G_ema"] = self.G_ema.state_dict()
+        if self.device_rng is not None:
+            tree["device_rng"] = {"json": self.device_rng.to_json()}
         return tree
 
     def save(self, path=None) -> Path:
@@ -667,6 +844,9 @@ class Trainer:
             self.opt_g.load_state_dict(tree["opt_g"])
             self.opt_d.load_state_dict(tree["opt_d"])
             self.rng.bit_generator.state = _rng_state_from_tree(tree["rng"])
+            # a checkpoint of a CPU run has no device stream: the GPU then goes on with the seed's fresh one
+            if self.device_rng is not None and "device_rng" in tree:
+                self.device_rng.set_state(json.loads(tree["device_rng"]["json"]))
             self.step = int(tree["step"])
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(
@@ -760,6 +940,7 @@ class Trainer:
                 raise ValueError(f"labels must be integers in [0, {k - 1}] ({self.data.name} has {k} classes), "
                                  f"got {np.unique(labels)[:5].tolist()}")
             y = self._labels(labels)
+            backend.vouch_indices(y.data, k)  # checked above, on the host: the embedding need not read them back
         elif labels is not None:
             raise ConfigError("labels were given but this run is not conditional (train with --conditional)")
         G = self.generator_for_sampling()
@@ -856,11 +1037,11 @@ def _pack_rows(x: Tensor, pack: int) -> Tensor:
     return x if pack == 1 else x.reshape(x.shape[0] // pack, x.shape[1] * pack)
 
 
-def _mean_output(loss: str, out: Tensor) -> float:
-    """Mean D(x): a probability for the cross-entropy losses, the raw score otherwise."""
+def _mean_output(loss: str, out: Tensor):
+    """Mean D(x), a 0-d array: a probability for the cross-entropy losses, the raw score otherwise."""
     with no_grad():
         values = sigmoid(out) if loss in ("gan", "ns") else out
-        return float(values.data.mean())
+        return values.data.mean()
 
 
 @no_grad()
