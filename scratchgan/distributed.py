@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import sys
 import time
 
@@ -127,8 +128,9 @@ class Communicator:
     ----------
     backend : {"numpy", "cupy"}, optional
         Where the arrays live (default: the active backend). With ``"cupy"``
-        each rank takes the GPU ``local_rank % device count`` (make the
-        communicator before any CuPy array) and gradients travel over NCCL.
+        each rank takes the GPU ``local_rank`` (make the communicator before
+        any CuPy array) and gradients travel over NCCL; two ranks that would
+        share a GPU stop every rank here, with :class:`DistributedError`.
     mpi_comm : mpi4py communicator, optional
         Default ``MPI.COMM_WORLD``.
     abort_on_error : bool
@@ -140,8 +142,10 @@ class Communicator:
     ----------
     rank, size : int
         This rank and the number of ranks.
-    local_rank : int
-        This rank's number among the ranks of its machine.
+    local_rank, local_size : int
+        This rank's number among the ranks of its machine, and their number.
+    device : int or None
+        The GPU this rank took (``"cupy"``), else None.
     backend : str
         ``"numpy"`` or ``"cupy"``.
     transport : str
@@ -156,16 +160,17 @@ class Communicator:
         self._MPI = MPI = _import_mpi()
         self.mpi = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
         self.rank, self.size = self.mpi.Get_rank(), self.mpi.Get_size()
-        node = self.mpi.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
-        node.Free()
         self.backend = _backend_name(backend)
+        node = self.mpi.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)  # the ranks of this machine
+        try:
+            self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
+            self.device = self._take_gpu(node) if self.backend == "cupy" else None
+        finally:
+            node.Free()
         self.transport = "mpi"
         self._nccl = self._nccl_module = None
         if self.backend == "cupy":
-            cupy = _cupy()
-            cupy.cuda.Device(self.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
-            self._nccl_module = _nccl_module(cupy)
+            self._nccl_module = _nccl_module(_cupy())
             self.transport = "nccl" if self._nccl_module is not None else "mpi (host copies)"
         self._buffers: dict = {}  # (array module, dtype) -> flat buffer, reused by every step
         self._flag = np.zeros(1, dtype=np.int8)
@@ -180,6 +185,33 @@ class Communicator:
     def reset_counters(self) -> None:
         """Zero :attr:`allreduce_calls`, :attr:`allreduce_bytes` and :attr:`allreduce_seconds`."""
         self.allreduce_calls, self.allreduce_bytes, self.allreduce_seconds = 0, 0, 0.0
+
+    # ---- start-up: one GPU per rank
+    def _take_gpu(self, node) -> int:
+        """Make GPU ``local_rank`` this rank's device, once every rank knows that no two ranks share one.
+
+        A collective of every rank (two allgathers, before any CuPy array is
+        made): each rank tells the ranks of its machine which physical GPU it
+        would take, then every rank hears of any machine where two ranks
+        would share one, or of a rank that cannot use CuPy at all, and raises
+        :class:`DistributedError` with the same message. Unchecked, two ranks
+        on one GPU fail (or wait forever in NCCL's initialisation) only inside
+        the first step. Returns the device index taken.
+        """
+        try:
+            cupy = _cupy()
+            count = int(cupy.cuda.runtime.getDeviceCount())
+            index = self.local_rank % count  # local_rank itself whenever the machine shows enough GPUs
+            mine = (self.rank, count, _gpu_identity(cupy, index), None)
+        except Exception as exc:  # noqa: BLE001 - every rank must hear of it instead of waiting for this rank
+            mine = (self.rank, 0, None, f"{type(exc).__name__}: {exc}")
+        problem = _gpu_sharing_problem(node.allgather(mine), self._MPI.Get_processor_name())
+        problems = [p for p in self.mpi.allgather(problem) if p]
+        if problems:
+            raise DistributedError(f"--backend cupy on {self.size} rank{'s' if self.size > 1 else ''} cannot start "
+                                   f"(rank {self.rank} stops): {problems[0]}")
+        cupy.cuda.Device(index).use()
+        return index
 
     # ---- objects (MPI, pickled): start-up and control
     def bcast_object(self, obj, root: int = 0):
@@ -208,6 +240,7 @@ class Communicator:
                 pass
         time.sleep(0.2)  # let the launcher forward this rank's last lines before it tears the job down
         self.mpi.Abort(code)
+        os._exit(code)  # MPI_Abort does not return; should it (a launcher already tearing the job down), still stop
 
     # ---- arrays: broadcast from one rank
     def broadcast_arrays(self, arrays, root: int = 0) -> None:
@@ -251,31 +284,41 @@ class Communicator:
         ranks, and unpacked into the gradients. Returns ``record`` with its
         numeric values averaged over the ranks (None when it is None).
 
+        A record value may be a number (returned as a float: read back from
+        the buffer, one device-to-host copy on the GPU) or a one-element array
+        or :class:`~scratchgan.tensor.Tensor` (returned as a 0-d array, or
+        Tensor, of the buffer's module, left on the device: a step that keeps
+        its losses on the GPU until it logs reads nothing back here).
+
         With equal shares of the global batch and a loss that is a mean over
         the rank's share, the average of the ranks' gradients is the gradient
         of the global batch's mean loss, up to the order of the sums.
         """
         params = [p for p in params if p.grad is not None]
         grads = [p.grad.data for p in params]
-        keys = [k for k, v in (record or {}).items()
-                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)]
-        if not grads and not keys:
+        numbers = [k for k, v in (record or {}).items()
+                   if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)]
+        arrays = [k for k, v in (record or {}).items() if _record_array(v) is not None]
+        if not grads and not numbers and not arrays:
             return record
-        xp = backend.array_module(grads[0]) if grads else np
+        first = grads[0] if grads else _record_array(record[arrays[0]]) if arrays else None
+        xp = np if first is None else backend.array_module(first)
         dtypes = {g.dtype for g in grads}
         if len(dtypes) > 1:
             raise TypeError(f"allreduce_gradients: the gradients must share one dtype, got {sorted(map(str, dtypes))}")
         dtype = grads[0].dtype if grads else np.dtype(np.float64)
         n = sum(int(g.size) for g in grads)
-        flat = self._buffer(xp, dtype, n + len(keys))
+        flat = self._buffer(xp, dtype, n + len(numbers) + len(arrays))
         parts = [g.reshape(-1) for g in grads]
-        if keys:
-            parts.append(xp.asarray(np.array([float(record[k]) for k in keys], dtype=dtype)))
+        if numbers:  # one upload of the host values
+            parts.append(xp.asarray(np.array([float(record[k]) for k in numbers], dtype=dtype)))
+        parts += [xp.asarray(_record_array(record[k]), dtype=dtype).reshape(1) for k in arrays]
         xp.concatenate(parts, out=flat)
         start = time.perf_counter()
         self._allreduce_sum(flat, xp)
         flat /= self.size
-        tail = backend.to_numpy(flat[n:]) if keys else ()  # a host copy: on the GPU it waits for the reduction
+        # a host copy of the numbers only: on the GPU it waits for the reduction
+        tail = backend.to_host(flat[n:n + len(numbers)], "the data-parallel record's numbers") if numbers else ()
         self.allreduce_seconds += time.perf_counter() - start
         self.allreduce_calls += 1
         self.allreduce_bytes += flat.nbytes
@@ -289,7 +332,11 @@ class Communicator:
                 p.grad = Tensor._wrap(mean.copy())
         if record is None:
             return None
-        return {**record, **{k: float(v) for k, v in zip(keys, tail)}}
+        means = {k: float(v) for k, v in zip(numbers, tail)}
+        for i, k in enumerate(arrays, start=n + len(numbers)):
+            mean = flat[i:i + 1].reshape(()).copy()  # a 0-d copy: the buffer is the next reduction's
+            means[k] = Tensor._wrap(mean) if isinstance(record[k], Tensor) else mean
+        return {**record, **means}
 
     def _buffer(self, xp, dtype, size: int):
         key = (xp.__name__, np.dtype(dtype).str)
@@ -354,6 +401,52 @@ def _nccl_module(cupy):
     except ImportError:
         return None
     return nccl if getattr(nccl, "available", True) else None
+
+
+def _record_array(value):
+    """A record value's one-element array (of a Tensor, or itself), or None for anything else."""
+    data = value.data if isinstance(value, Tensor) else value
+    if isinstance(data, (np.generic, bool)) or not hasattr(data, "dtype") or not hasattr(data, "size"):
+        return None
+    return data if data.size == 1 and np.dtype(data.dtype).kind in "fiu" else None
+
+
+def _gpu_identity(cupy, index: int) -> str:
+    """The physical GPU behind this process's device ``index``, the same whatever CUDA_VISIBLE_DEVICES renumbered.
+
+    Its PCI bus id (``Device.pci_bus_id``, cupy/cuda/device.pyx, CuPy 13/14); a
+    CuPy without it falls back on the ``index``-th entry of CUDA_VISIBLE_DEVICES.
+    """
+    try:
+        return str(cupy.cuda.Device(index).pci_bus_id)
+    except Exception:  # noqa: BLE001 - no such property (an older or imitated CuPy), or the driver cannot say
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        entries = [e.strip() for e in visible.split(",") if e.strip()]
+        return f"GPU {entries[index]}" if index < len(entries) else f"GPU {index}"
+
+
+def _gpu_sharing_problem(entries, host: str) -> str | None:
+    """Why the ranks of one machine cannot take one GPU each, or None.
+
+    ``entries``: ``(rank, device count, GPU identity, error)`` of every rank of the machine.
+    """
+    for rank, _, _, error in entries:
+        if error:
+            return f"rank {rank} (on {host}) cannot use CuPy: {error}"
+    users: dict = {}
+    for rank, _, gpu, _ in entries:
+        users.setdefault(gpu, []).append(rank)
+    shared = [(gpu, ranks) for gpu, ranks in users.items() if len(ranks) > 1]
+    if not shared:
+        return None
+    counts = sorted({count for _, count, _, _ in entries})
+    shows = " or ".join(map(str, counts)) + (" GPU" if counts == [1] else " GPUs")
+    gpu, ranks = shared[0]
+    return (f"{len(entries)} ranks run on {host}, which shows {shows} to each of them, so ranks {ranks} would share "
+            f"one GPU ({gpu}); NCCL needs one GPU per rank: start at most {max(counts)} rank"
+            f"{'s' if max(counts) > 1 else ''} per machine (mpiexec -n), or give each rank a GPU of its own with "
+            "CUDA_VISIBLE_DEVICES (a wrapper that sets it from the local rank: $MPI_LOCALRANKID under MPICH, "
+            "$OMPI_COMM_WORLD_LOCAL_RANK under Open MPI)")
 
 
 def _install_abort_hook(comm: Communicator) -> None:

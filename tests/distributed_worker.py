@@ -12,8 +12,9 @@ Modes:
   :class:`~scratchgan.distributed.Communicator` installs must abort the job.
 * ``mismatch``: rank 1 is started with another learning rate; it must stop
   the job with a message naming the option.
-* ``nccl``: the ``suite`` equivalence case ``toy`` on CuPy arrays over NCCL
-  (a machine with two GPUs).
+* ``nccl``: the collectives and the ``suite`` equivalence case ``toy`` on
+  CuPy arrays over NCCL (one rank: one GPU, or the CuPy stand-in; two ranks:
+  a machine with two GPUs).
 
 Every draw of the trainer is of the global batch from the shared stream, so
 ``CASES`` with the same seed in one process is the reference.
@@ -63,7 +64,7 @@ def train_case(trainer: Trainer, steps: int) -> dict:
     """
     records, digests = [], []
     for _ in range(steps):
-        records.append(trainer.train_step(with_norms=True))
+        records.append(train_module.host_record(trainer.train_step(with_norms=True)))  # GPU: 0-d arrays -> floats
         if trainer.comm is not None:
             digests.append(trainer.comm.digest(p.data for net in (trainer.G, trainer.D) for p in net.parameters()))
     out = {f"{net}/{k}": v for net in ("G", "D", "G_ema") if getattr(trainer, net) is not None
@@ -110,11 +111,14 @@ def collectives(comm: Communicator) -> dict:
     found["skipped_grad"] = skipped.grad is None
     found["record"] = record
     found["bytes"], found["calls"] = comm.allreduce_bytes, comm.allreduce_calls
+    # a record value kept on the device (a one-element Tensor or array) is averaged there, and stays a Tensor
+    kept = comm.allreduce_gradients([], {"d_loss": sg.Tensor(np.array(2.0 * r)), "count": 3})
+    found["device_record"] = [type(kept["d_loss"]).__name__, float(kept["d_loss"].item()), kept["count"]]
     # broadcast_module / broadcast_optimizer: rank 0's values everywhere
     net = sg.nn.Sequential(sg.nn.Linear(3, 4, rng=r), sg.nn.BatchNorm1d(4))
     opt = sg.optim.Adam(list(net.parameters()), lr=1e-3 * (r + 1))
     for p in net.parameters():
-        p.grad = sg.Tensor(np.ones(p.shape))
+        p.grad = sg.Tensor(np.ones(p.shape, dtype=p.dtype))
     opt.step()
     net[1].running_mean[...] = r
     comm.broadcast_module(net)
@@ -128,7 +132,7 @@ def collectives(comm: Communicator) -> dict:
     # check_parameters_agree: passes on equal weights, names the rank whose differ
     comm.check_parameters_agree(net)
     if r == n - 1:
-        net[0].weight.data[0, 0] += 1e-3
+        net[0].weight.data[:1, :1] += 1e-3
     try:
         comm.check_parameters_agree(net)
         found["disagreement"] = None
@@ -178,10 +182,12 @@ def mismatch(out: Path) -> None:
 
 def nccl(out: Path) -> None:
     comm = Communicator(backend="cupy")
+    sg.set_backend("cupy")
+    found = {"transport": comm.transport, "device": comm.device, "collectives": collectives(comm)}
     trainer = Trainer(case_config("toy", backend="cupy"), out / "toy", comm=comm)
     arrays = train_case(trainer, CASES["toy"][1])
     np.savez(out / f"toy-rank{comm.rank}.npz", **arrays)
-    (out / f"rank{comm.rank}.json").write_text(json.dumps({"transport": comm.transport}))
+    (out / f"rank{comm.rank}.json").write_text(json.dumps(found))
 
 
 if __name__ == "__main__":

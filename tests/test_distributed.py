@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,8 @@ import scratchgan as sg
 from scratchgan.checkpoint import load_checkpoint
 from scratchgan.cli import main
 from scratchgan.config import ConfigError, TrainConfig
-from scratchgan.distributed import Communicator, DistributedError, local_shares, local_slices
+from scratchgan.distributed import (Communicator, DistributedError, _gpu_identity, _gpu_sharing_problem, local_shares,
+                                    local_slices)
 from scratchgan.train import RUN_FILES, Trainer
 
 TESTS = Path(__file__).resolve().parent
@@ -54,16 +56,18 @@ needs_mpi = pytest.mark.skipif(not (HAVE_MPI4PY and MPIEXEC),
                                reason="needs mpi4py and mpiexec: pip install \"scratchgan[mpi]\" (mpi4py and the mpich "
                                       "wheel); .ci/run installs it")
 #: one BLAS thread per rank (two ranks on two cores); the scratchgan command next to this Python
+#: (absolute: a relative PYTHONPATH, such as the stand-in pass's tests/cupy_standin, holds in any folder)
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
+       "PYTHONPATH": os.pathsep.join([str(TESTS.parent)] + [os.path.abspath(p) for p in
+                                                            os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
 SCRATCHGAN = [sys.executable, "-m", "scratchgan.cli"]
 TIMEOUT = 240  # generous: a hang (a rank left waiting) is what several of these tests must not see
 
 
-def mpirun(*args, n: int = 2, timeout: float = TIMEOUT, cwd=None) -> subprocess.CompletedProcess:
+def mpirun(*args, n: int = 2, timeout: float = TIMEOUT, cwd=None, env=None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run([MPIEXEC, "-n", str(n), *map(str, args)], capture_output=True, text=True,
-                              timeout=timeout, env=ENV, cwd=cwd)
+                              timeout=timeout, env={**ENV, **(env or {})}, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"mpiexec did not finish in {timeout} s (a rank left waiting?): {exc.stderr}")
 
@@ -81,9 +85,12 @@ def assert_close(got: dict, want: dict, rtol: float = RTOL) -> None:
 
 
 def reference(name: str, folder: Path, **changes) -> dict:
-    """What one process with the same config and seed trains."""
-    trainer = Trainer(worker.case_config(name, **changes), folder / f"ref-{name}")
-    return worker.train_case(trainer, worker.CASES[name][1])
+    """What one process with the same config and seed trains (on the GPU with ``backend="cupy"``)."""
+    try:
+        trainer = Trainer(worker.case_config(name, **changes), folder / f"ref-{name}")
+        return worker.train_case(trainer, worker.CASES[name][1])
+    finally:
+        sg.set_backend("numpy")
 
 
 # --------------------------------------------------------------------------- without MPI
@@ -199,6 +206,7 @@ def test_allreduce_averages_every_gradient_and_the_record_in_one_buffer(suite):
         assert c["record"] == {"loss": 0.5, "name": "kept"}
         assert c["calls"] == 1 and c["bytes"] == (6 + 4 + 1) * 8  # one float64 buffer: 10 gradients + 1 loss
         assert c["any"] == [True, False]
+        assert c["device_record"] == ["Tensor", 1.0, 3.0]  # (0 + 2) / 2, left a Tensor; a number becomes a float
 
 
 @needs_mpi
@@ -403,11 +411,61 @@ def test_ring_allreduce_model():
     assert data_parallel.ring_seconds(1e6, 8, 1e9, 0.0) == pytest.approx(2 * 7 / 8 * 1e-3)
 
 
+# --------------------------------------------------------------------------- one GPU per rank (no GPU needed)
+
+
+def test_ranks_that_would_share_a_gpu_are_named_with_the_counts_and_the_two_ways_out():
+    # (rank, device count, physical GPU, error) of every rank of a machine; every rank takes GPU local_rank
+    why = _gpu_sharing_problem([(0, 1, "GPU 0", None), (1, 1, "GPU 0", None)], "node7")
+    assert ("2 ranks run on node7, which shows 1 GPU to each of them, so ranks [0, 1] would share one GPU (GPU 0); "
+            "NCCL needs one GPU per rank: start at most 1 rank per machine (mpiexec -n), or give each rank a GPU of "
+            "its own with CUDA_VISIBLE_DEVICES") in why
+    why = _gpu_sharing_problem([(4, 2, "a", None), (5, 2, "b", None), (6, 2, "a", None)], "n")
+    assert "3 ranks run on n, which shows 2 GPUs to each of them, so ranks [4, 6] would share" in why
+    assert "at most 2 ranks per machine" in why
+    assert _gpu_sharing_problem([(0, 4, "a", None), (1, 4, "b", None)], "n") is None
+    # CUDA_VISIBLE_DEVICES per rank: each rank sees one GPU, another one (fewer GPUs per rank than ranks is fine)
+    assert _gpu_sharing_problem([(0, 1, "0000:1a:00.0", None), (1, 1, "0000:1b:00.0", None)], "n") is None
+    # a rank that cannot use CuPy stops the others too, instead of leaving them waiting
+    assert _gpu_sharing_problem([(0, 1, "a", None), (1, 0, None, "RuntimeError: no GPU")], "n") == \
+        "rank 1 (on n) cannot use CuPy: RuntimeError: no GPU"
+
+
+def test_the_gpu_a_rank_takes_is_the_physical_one_whatever_cuda_visible_devices_renumbered(monkeypatch):
+    class Device:  # a CuPy without Device.pci_bus_id
+        def __init__(self, index):
+            self.id = index
+
+    class WithBus(Device):
+        pci_bus_id = property(lambda self: f"0000:{0x1a + self.id:02x}:00.0")
+
+    def cupy_with(device):
+        return types.SimpleNamespace(cuda=types.SimpleNamespace(Device=device))
+
+    assert _gpu_identity(cupy_with(WithBus), 1) == "0000:1b:00.0"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _gpu_identity(cupy_with(Device), 1) == "GPU 1"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 1")
+    assert [_gpu_identity(cupy_with(Device), i) for i in (0, 1)] == ["GPU 3", "GPU 1"]
+
+
 # --------------------------------------------------------------------------- NCCL (CuPy arrays)
 
 needs_gpu = pytest.mark.skipif(not sg.cupy_available(), reason="NCCL runs on CuPy arrays: needs CuPy and a GPU")
 
 
+def _is_standin() -> bool:
+    if not sg.cupy_available():
+        return False
+    import cupy  # noqa: PLC0415
+
+    return bool(getattr(cupy, "IS_STANDIN", False))
+
+
+needs_standin = pytest.mark.skipif(not _is_standin(), reason="a rule of the CuPy stand-in's NCCL (tests/cupy_standin)")
+
+
+@pytest.mark.gpu
 @needs_gpu
 @pytest.mark.skipif(not HAVE_MPI4PY,
                     reason="the start-up exchange is MPI: needs mpi4py (pip install \"scratchgan[mpi]\")")
@@ -415,6 +473,7 @@ def test_nccl_reduces_cupy_gradients_in_one_buffer_on_one_rank():
     comm = Communicator(backend="cupy")
     if comm.transport != "nccl":
         pytest.skip("this CuPy finds no NCCL library (the gradients would go through the host and MPI)")
+    assert (comm.size, comm.local_size, comm.device) == (1, 1, 0)
     sg.set_backend("cupy")
     try:
         a = sg.Tensor(np.zeros((3, 2)), requires_grad=True)
@@ -430,6 +489,48 @@ def test_nccl_reduces_cupy_gradients_in_one_buffer_on_one_rank():
         sg.set_backend("numpy")
 
 
+@pytest.mark.gpu
+@needs_gpu
+@needs_mpi
+def test_one_rank_over_nccl_takes_bitwise_the_steps_of_one_process_on_the_gpu(tmp_path):
+    done = mpirun(sys.executable, WORKER, "nccl", tmp_path, n=1)
+    assert done.returncode == 0, done.stderr
+    found = json.loads((tmp_path / "rank0.json").read_text())
+    assert found["transport"] == "nccl" and found["device"] == 0
+    c = found["collectives"]
+    assert c["mean_a"] == np.arange(6.0).reshape(2, 3).tolist() and c["mean_b"] == [0.0] * 4
+    assert c["record"] == {"loss": 0.0, "name": "kept"} and c["device_record"] == ["Tensor", 0.0, 3.0]
+    assert c["calls"] == 1 and c["bytes"] == (6 + 4 + 1) * 8 and c["any"] == [True, False]
+    assert c["lr"] == 1e-3 and c["disagreement"] is None
+    # the GPU draws its own random stream (scratchgan.device_rng): the reference is one process on the GPU, and
+    # one rank's reduction (a copy, divided by 1) leaves it bitwise as it was
+    want = reference("toy", tmp_path, backend="cupy")
+    with np.load(tmp_path / "toy-rank0.npz") as got:
+        got = dict(got)
+    assert all(np.array_equal(got[k], want[k]) for k in want if k != "digests"), \
+        [k for k in want if k != "digests" and not np.array_equal(got[k], want[k])]
+
+
+@pytest.mark.gpu
+@needs_gpu
+@needs_mpi
+def test_two_ranks_on_one_gpu_stop_at_start_up_on_every_rank_with_the_way_out(tmp_path):
+    # one GPU visible: the stand-in's count, and on a GPU machine the first GPU only
+    one_gpu = {"CUPY_STANDIN_DEVICES": "1", "CUDA_VISIBLE_DEVICES": "0"}
+    start = time.perf_counter()
+    done = mpirun(*SCRATCHGAN, "train", "--distributed", "--backend", "cupy", "--steps", "2", "--batch-size", "16",
+                  "--quiet", "--out", tmp_path / "run", env=one_gpu)
+    assert done.returncode != 0
+    for rank in range(2):  # every rank says it, before any step: no plan line (it times a step), no run folder
+        assert (f"scratchgan: error: --backend cupy on 2 ranks cannot start (rank {rank} stops): 2 ranks run on "
+                in done.stderr), done.stderr
+    assert done.stderr.count("which shows 1 GPU to each of them, so ranks [0, 1] would share one GPU") == 2
+    assert done.stderr.count("start at most 1 rank per machine") == 2 and "CUDA_VISIBLE_DEVICES" in done.stderr
+    assert "Traceback" not in done.stderr and "plan:" not in done.stdout
+    assert not (tmp_path / "run").exists()
+    assert time.perf_counter() - start < 60
+
+
 def _gpu_count() -> int:
     if not sg.cupy_available():
         return 0
@@ -438,12 +539,100 @@ def _gpu_count() -> int:
     return cupy.cuda.runtime.getDeviceCount()
 
 
+@pytest.mark.gpu
 @needs_mpi
-@pytest.mark.skipif(_gpu_count() < 2, reason="NCCL between 2 ranks needs 2 GPUs (one rank per GPU)")
-def test_two_ranks_over_nccl_take_the_steps_of_one_process_on_the_cpu(tmp_path):
+@pytest.mark.skipif(_is_standin() or _gpu_count() < 2, reason="NCCL between 2 ranks needs 2 GPUs (one rank per GPU)")
+def test_two_ranks_over_nccl_take_the_steps_of_one_process_on_the_gpu(tmp_path):
     done = mpirun(sys.executable, WORKER, "nccl", tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "rank0.json").read_text())["transport"] == "nccl"
-    want = reference("toy", tmp_path)
+    want = reference("toy", tmp_path, backend="cupy")  # the GPU's own random stream (scratchgan.device_rng)
     with np.load(tmp_path / "toy-rank0.npz") as got:
         assert_close(dict(got), want, rtol=1e-8)  # a GPU's float64 sums are ordered otherwise again
+
+
+# --------------------------------------------------------------------------- the stand-in's one-rank NCCL
+
+
+@pytest.fixture
+def nccl():
+    """The stand-in's ``cupy.cuda.nccl`` and a one-rank communicator on it."""
+    import cupy  # noqa: PLC0415
+    from cupy.cuda import nccl  # noqa: PLC0415
+
+    return cupy, nccl, nccl.NcclCommunicator(1, nccl.get_unique_id(), 0)
+
+
+def _ptrs(*arrays):
+    return [a.data.ptr for a in arrays]
+
+
+@pytest.mark.gpu
+@needs_standin
+def test_standin_nccl_one_rank_all_reduce_copies_count_elements_as_one_launch(nccl):
+    cupy, nccl, comm = nccl
+    send, recv = cupy.arange(6, dtype=cupy.float32), cupy.zeros(6, dtype=cupy.float32)
+    assert (comm.size(), comm.rank_id(), comm.device_id()) == (1, 0, 0)
+    cupy.standin.reset()
+    comm.allReduce(*_ptrs(send, recv), 4, nccl.NCCL_FLOAT32, nccl.NCCL_SUM, cupy.cuda.get_current_stream().ptr)
+    assert cupy.standin.counts()["launches"] == 1
+    assert recv.get().tolist() == [0, 1, 2, 3, 0, 0]  # count elements of the datatype's size, not bytes
+    comm.allReduce(*_ptrs(send[2:], send), 2, nccl.NCCL_FLOAT64, nccl.NCCL_AVG, 0)  # 2 float64 = 4 float32
+    assert send.get().tolist() == [2, 3, 4, 5, 4, 5]
+
+
+@pytest.mark.gpu
+@needs_standin
+def test_standin_nccl_refuses_what_nccl_would_refuse_or_hang_on(nccl):
+    cupy, nccl, comm = nccl
+    uid = nccl.get_unique_id()
+    assert len(uid) == nccl.NCCL_UNIQUE_ID_BYTES and all(-128 <= b < 128 for b in uid)
+    with pytest.raises(RuntimeError, match=r"one rank only: NcclCommunicator\(ndev=2, \.\.\., rank=1\) would wait"):
+        nccl.NcclCommunicator(2, uid, 1)
+    with pytest.raises(nccl.NcclError, match="NCCL_ERROR_INVALID_ARGUMENT: invalid argument; Invalid rank requested"):
+        nccl.NcclCommunicator(1, uid, 1)
+    with pytest.raises(nccl.NcclError, match="not made by get_unique_id in this process"):
+        nccl.NcclCommunicator(1, tuple([0] * 128), 0)
+    with pytest.raises(TypeError, match="expected tuple, got list"):
+        nccl.NcclCommunicator(1, list(uid), 0)
+    send = cupy.zeros(4)
+    host = np.zeros(4)
+    with pytest.raises(RuntimeError, match="cudaErrorIllegalAddress"):  # a host pointer
+        comm.allReduce(send.data.ptr, host.ctypes.data, 4, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, 0)
+    with pytest.raises(RuntimeError, match="cudaErrorIllegalAddress"):  # past the end of the buffer
+        comm.allReduce(*_ptrs(send, send), 5, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, 0)
+    with pytest.raises(nccl.NcclError, match="invalid type 10"):
+        comm.allReduce(*_ptrs(send, send), 4, 10, nccl.NCCL_SUM, 0)
+    with pytest.raises(nccl.NcclError, match="invalid reduction operation 5"):
+        comm.allReduce(*_ptrs(send, send), 4, nccl.NCCL_FLOAT64, 5, 0)
+    with pytest.raises(TypeError):  # Cython's intptr_t argument
+        comm.allReduce(float(send.data.ptr), send.data.ptr, 4, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, 0)
+    with pytest.raises(OverflowError):  # size_t
+        comm.allReduce(*_ptrs(send, send), -1, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, 0)
+    with pytest.raises(nccl.NcclError, match="NCCL_ERROR_INVALID_USAGE: invalid usage; ncclGroupEnd: not in a group"):
+        nccl.groupEnd()
+    comm.destroy()
+    with pytest.raises(nccl.NcclError, match="comm argument is NULL"):
+        comm.allReduce(*_ptrs(send, send), 4, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, 0)
+
+
+@pytest.mark.gpu
+@needs_standin
+def test_standin_nccl_runs_a_group_at_its_end_and_a_captured_reduction_at_the_graph_launch(nccl):
+    cupy, nccl, comm = nccl
+    send, recv = cupy.ones(3), cupy.zeros(3)
+    nccl.groupStart()
+    comm.allReduce(*_ptrs(send, recv), 3, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, 0)
+    assert recv.get().tolist() == [0, 0, 0]  # held back until the group ends
+    nccl.groupEnd()
+    assert recv.get().tolist() == [1, 1, 1]
+    stream = cupy.cuda.Stream()
+    with stream:
+        stream.begin_capture()
+        comm.allReduce(*_ptrs(send, recv), 3, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, stream.ptr)
+        send *= 5  # recorded too: the reduction at the launch reads what the graph made before it
+        comm.allReduce(*_ptrs(send, recv), 3, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, stream.ptr)
+        graph = stream.end_capture()
+    assert recv.get().tolist() == [1, 1, 1] and send.get().tolist() == [1, 1, 1]  # recording ran nothing
+    graph.launch()
+    assert recv.get().tolist() == [5, 5, 5]

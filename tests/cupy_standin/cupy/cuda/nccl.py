@@ -227,8 +227,8 @@ class NcclCommunicator:
         if op not in _OPS:
             raise NcclError(_INVALID_ARGUMENT, f"{name} : invalid reduction operation {op}")
         if not 0 <= root < self._ndev:
-            raise NcclError(_INVALID_ARGUMENT, f"{name} : invalid root {root} (root should be in the 0..{self._ndev - 1} "
-                                               "range)")
+            raise NcclError(_INVALID_ARGUMENT,
+                            f"{name} : invalid root {root} (root should be in the 0..{self._ndev - 1} range)")
         nbytes = count * _BYTES[datatype]
         if nbytes == 0:
             return
