@@ -30,20 +30,36 @@ What the step may do, and what it must not:
   write *into* them (``t.data[...] = ...``), never rebind them.
 * No value may travel to the host during the capture: no ``float(loss)``,
   ``.item()``, printing a tensor, NaN checks or ``detect_anomaly``. Read the
-  returned tensors after the replay instead.
-* The gradient penalties (``losses.gradient_penalty``, ``r1_penalty``,
-  ``r2_penalty``) check their inputs for NaN on the host, so a step that uses
-  them cannot be captured yet; the minimax, non-saturating, Wasserstein
-  (clipping), least-squares and hinge losses can.
-* Random numbers are drawn *outside* the step, into input buffers as above
-  (CuPy's generator cannot be captured).
+  returned tensors after the replay instead. The last warm-up call is a
+  *rehearsal* with the capture's rules on: scratchgan's own host reads and
+  uploads (``backend.to_host``, ``host_scalar``, ``asarray`` of host data:
+  the gradient penalties' input checks, label checks of unvouched indices,
+  ``Tensor.item``) raise :class:`~scratchgan.backend.CaptureError` there,
+  naming what read, before anything is recorded. Pass ``check_inputs=False``
+  to the penalties, or check once before capturing.
+* Products (``@``, linear layers, convolutions, spectral norm's power
+  iteration) of any rank are captured: they go to cuBLAS through ctypes
+  (:func:`scratchgan.backend.matmul`), since CuPy's own wrappers refuse a
+  capturing stream.
+* Random numbers: ``cupy.random`` (cuRAND) cannot be captured. Draw them into
+  input buffers before each replay, or inside the step with
+  :class:`scratchgan.device_rng.DeviceGenerator`, whose counter lives on the
+  device and advances at each replay (the trainer's step does; so does
+  ``nn.Dropout(rng=DeviceGenerator(...))``). Dropout with a host generator is
+  refused by name.
+* ``Trainer.train_step`` on the cupy backend captures for every loss,
+  penalty, auxiliary head, conditioning and architecture, with
+  ``lr_decay="none"`` (a decaying rate is computed on the host each step:
+  refused by name).
 * Adam reads its step count and learning rate from GPU memory, so replays
   apply the right bias corrections and ``opt.lr = value`` between replays
   takes effect. SGD and RMSprop keep the learning rate they had at capture.
   Host-side counters (``opt.step_count``) do not advance during replays;
   ``Adam.state_dict()`` reads the true per-parameter counts back from the GPU.
 * The ``warmup`` calls before the capture are real training steps (they
-  create the optimizer state and let CuPy compile its kernels).
+  create the optimizer state and let CuPy compile its kernels); recording
+  the capture runs nothing, so after ``capture(step, warmup=k)`` the step has
+  run ``k`` times, and each replay is one more.
 * Loading a checkpoint replaces arrays the graph points at: capture again
   after loading.
 
