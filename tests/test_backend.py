@@ -81,3 +81,18 @@ def test_no_other_module_imports_cupy():
                     if any(line.lstrip().startswith(("import cupy", "from cupy")) for line in f):
                         offenders.append(name)
     assert offenders == []
+
+
+@pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
+def test_array_module_knows_cupy_arrays_before_set_backend(monkeypatch):
+    """A CuPy array made by the user before scratchgan imported CuPy is still a CuPy array (fault 7 of issue 23)."""
+    import cupy
+
+    from scratchgan import backend
+
+    monkeypatch.setattr(backend, "_cupy", None)  # as in a fresh process that never called set_backend("cupy")
+    x = cupy.zeros(3)
+    assert backend.array_module(x) is cupy
+    assert backend.backend_of(x) == "cupy"
+    with pytest.raises(TypeError, match="expected a numpy or cupy array, got list"):
+        backend.array_module([1.0])
