@@ -104,7 +104,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import scratchgan as sg  # noqa: E402
 from gan_step import (  # noqa: E402
     ScratchganGraphed, TorchGraphed, WorkerTimer, _faults_cell, _peak_rss_kb, _ratio_cell, _time_steps, heap_setting,
-    report_problems, serve, speed_cell, summarise, thread_settings, time_interleaved, torch_status,
+    report_problems, serve, speed_cell, thread_settings, time_batches, torch_status,
 )
 from handwritten import PHASES, no_mark  # noqa: E402
 from scratchgan import backend, losses, nn, optim  # noqa: E402
@@ -676,27 +676,11 @@ def main(argv=None) -> int:
     pairs = [("vs_torch", "scratchgan", "torch"), ("vs_floor", "scratchgan", "floor"),
              ("graph_vs_torch_graph", "scratchgan-graph", "torch-graph"),
              ("graph_vs_eager", "scratchgan-graph", "scratchgan")]
-    results = []
-    try:
-        for batch in args.batch_sizes:
-            calibration = (args.calibration_steps, (args.calibration_steps + 1) // 2)  # (timed, untimed first)
-            samples, faults, failed, steps = time_interleaved(timers, batch, args.repeats, args.seconds, calibration,
-                                                              min_steps=args.min_steps, pause=args.pause)
-            row = summarise({"batch": batch, "steps_per_rep": steps, "gflop_per_step": gemm_flops(batch) / 1e9,
-                             "threads": "; ".join(f"{v}: {timers[v].threads}" for v in variants if v not in failed)},
-                            samples, faults, pairs)
-            if failed:
-                row["failed"] = failed
-            if not_run:
-                row["not_run"] = not_run
-            if not args.no_memory:
-                for v in variants:
-                    row[f"rss_{v}"] = _peak_rss_mb(v, batch, args.steps, args.backend)
-            results.append(row)
-            print(json.dumps(row), flush=True)
-    finally:
-        for timer in timers.values():
-            timer.close()
+    def describe(batch, failed):
+        return {"gflop_per_step": gemm_flops(batch) / 1e9,
+                "threads": "; ".join(f"{v}: {timers[v].threads}" for v in variants if v not in failed)}
+
+    results = time_batches(timers, args.batch_sizes, args, pairs, not_run, variants, describe, _peak_rss_mb)
 
     print(f"\nthreads in use: {results[-1]['threads'] if results else threads_in_use()}")
     unit = "ms" if use_gpu else "steps/s"

@@ -740,6 +740,38 @@ def report_problems(results, not_run) -> int:
     return 1 if failures else 0
 
 
+def time_batches(timers, batch_sizes, args, pairs, not_run, variants, describe=lambda batch, failed: {},
+                 peak_rss=None) -> list:
+    """One row per batch size (printed as a JSON line): the variants timed interleaved, their ratios, the
+    failed and not-run variants, and peak memory unless ``--no-memory``; the timers are closed at the end.
+
+    ``describe(batch, failed)`` adds the script's own fields to a row, ``peak_rss(variant, batch, steps,
+    backend)`` measures a variant's memory (default: this script's). Shared by gan_step.py and dcgan_step.py.
+    """
+    peak_rss = peak_rss or _peak_rss_mb
+    results = []
+    try:
+        for batch in batch_sizes:
+            calibration = (args.calibration_steps, (args.calibration_steps + 1) // 2)  # (timed, untimed first)
+            samples, faults, failed, steps = time_interleaved(timers, batch, args.repeats, args.seconds, calibration,
+                                                              min_steps=args.min_steps, pause=args.pause)
+            row = summarise({"batch": batch, "steps_per_rep": steps, **describe(batch, failed)}, samples, faults,
+                            pairs)
+            if failed:
+                row["failed"] = failed
+            if not_run:
+                row["not_run"] = not_run
+            if not args.no_memory:
+                for v in variants:
+                    row[f"rss_{v}"] = peak_rss(v, batch, args.steps, args.backend)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        for timer in timers.values():
+            timer.close()
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
@@ -798,25 +830,7 @@ def main(argv=None) -> int:
     pairs = [("vs_torch", "scratchgan", "torch"), ("vs_handwritten", "scratchgan", "handwritten"),
              ("graph_vs_torch_graph", "scratchgan-graph", "torch-graph"),
              ("graph_vs_eager", "scratchgan-graph", "scratchgan")]
-    results = []
-    try:
-        for batch in batch_sizes:
-            calibration = (args.calibration_steps, (args.calibration_steps + 1) // 2)  # (timed, untimed first)
-            samples, faults, failed, steps = time_interleaved(timers, batch, args.repeats, args.seconds, calibration,
-                                                              min_steps=args.min_steps, pause=args.pause)
-            row = summarise({"batch": batch, "steps_per_rep": steps}, samples, faults, pairs)
-            if failed:
-                row["failed"] = failed
-            if not_run:
-                row["not_run"] = not_run
-            if not args.no_memory:
-                for v in variants:
-                    row[f"rss_{v}"] = _peak_rss_mb(v, batch, args.steps, args.backend)
-            results.append(row)
-            print(json.dumps(row), flush=True)
-    finally:
-        for timer in timers.values():
-            timer.close()
+    results = time_batches(timers, batch_sizes, args, pairs, not_run, variants)
 
     print()
     if use_gpu:  # milliseconds per step, as GPU figures are usually given, and the captured variants

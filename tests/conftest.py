@@ -70,3 +70,15 @@ def backend(request):
         yield name
     finally:
         sg.set_backend("numpy")
+
+
+@pytest.fixture
+def cupy():
+    """The cupy module (CuPy, or its stand-in in CI) with the cupy backend active; NumPy restored afterwards."""
+    if not sg.cupy_available():
+        pytest.skip("needs CuPy and a GPU (or the CuPy stand-in)")
+    sg.set_backend("cupy")
+    try:
+        yield sg.backend._import_cupy()
+    finally:
+        sg.set_backend("numpy")

@@ -94,14 +94,8 @@ def test_gemm_operand_refuses_strided_views():
 
 
 @pytest.fixture
-def cupy_backend():
-    if not sg.cupy_available():
-        pytest.skip("needs CuPy and a GPU")
-    sg.set_backend("cupy")
-    try:
-        yield backend.xp
-    finally:
-        sg.set_backend("numpy")
+def cupy_backend(cupy):
+    return cupy  # the conftest's fixture: the cupy backend active for the test
 
 
 @needs_gpu

@@ -28,16 +28,6 @@ from scratchgan.device_rng import DeviceGenerator
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy (or its stand-in)")]
 
 
-@pytest.fixture
-def cupy():
-    """The cupy module, with the cupy backend active for the test (NumPy restored after)."""
-    sg.set_backend("cupy")
-    try:
-        yield backend._import_cupy()
-    finally:
-        sg.set_backend("numpy")
-
-
 def counter(cupy):
     """``cupy.standin``'s counters module, or skip (a real CuPy counts nothing)."""
     if not getattr(cupy, "IS_STANDIN", False):

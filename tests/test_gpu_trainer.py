@@ -50,16 +50,6 @@ STEPS = {
 }
 
 
-@pytest.fixture
-def cupy():
-    """The cupy module, with the cupy backend active for the test (NumPy restored afterwards)."""
-    sg.set_backend("cupy")
-    try:
-        yield backend._import_cupy()
-    finally:
-        sg.set_backend("numpy")
-
-
 def config(tmp_path, **overrides) -> TrainConfig:
     base = dict(data="grid25", z_dim=4, g_hidden=(16,), d_hidden=(16,), batch_size=8, steps=4, log_every=1,
                 sample_every=1000, checkpoint_every=1000, eval_samples=64, ema_decay=0.9, backend="cupy")
