@@ -21,9 +21,7 @@ class ufunc:
         self.nin, self.nout, self.nargs = np_ufunc.nin, np_ufunc.nout, np_ufunc.nargs
 
     def _check(self, args):
-        for x in args:
-            if isinstance(x, (np.ndarray, list, tuple)):
-                raise _array._unsupported(x)
+        for x in args:  # device arrays and scalars only: a NumPy array, a list or anything else is refused
             if not isinstance(x, (_array.ndarray, int, float, complex, bool, np.generic)) and x is not None:
                 raise _array._unsupported(x)
 
