@@ -25,11 +25,26 @@ past that, free arrays are dropped (oldest shapes first) or the new one is
 not cached. :func:`clear` drops every free array.
 Per thread. On CuPy (whose own pool does this) and for small arrays,
 :func:`empty` is the backend's ``empty``.
+
+Where the cache is on: ``sys.getrefcount`` is an implementation detail
+whose meaning CPython documents as changing between versions (gh-132346:
+3.14 borrows references on the evaluation stack, so an array still in use
+can show a free array's count, and handing it out again would corrupt it
+silently). The cache is therefore on only on the CPython versions of
+:data:`VERIFIED_CPYTHON`, with the GIL, where tests/test_memory.py checks
+the rule; on any other interpreter (a newer CPython, a free-threaded build,
+PyPy) :func:`empty` is ``numpy.empty``, the same arrays without reuse.
+``SCRATCHGAN_ARRAY_CACHE=0`` turns it off anywhere (``=1`` turns it on
+outside the list, to check a new CPython version with tests/test_memory.py
+before adding it); the variable is read once, at import. :data:`ENABLED`
+says what was decided, :func:`cache_decision` why.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import sysconfig
 import threading
 
 import numpy as np
@@ -47,7 +62,42 @@ MAX_PER_KEY = 16
 #: At most this many bytes of arrays are cached (live or free) per thread.
 MAX_BYTES = 512 << 20
 
+#: The CPython versions (major, minor) on which tests/test_memory.py has checked the reference-count rule;
+#: elsewhere the cache is off. Add a version only after that file passes on it with SCRATCHGAN_ARRAY_CACHE=1.
+VERIFIED_CPYTHON = frozenset({(3, 10), (3, 11), (3, 12), (3, 13)})
+#: The environment variable that overrides the decision: "0" off, "1" on (CPython only), unset or "" the default.
+ENV_VAR = "SCRATCHGAN_ARRAY_CACHE"
+
 _local = threading.local()
+
+
+def cache_decision() -> tuple[bool, str]:
+    """Whether the cache may be on in this interpreter, and why: ``(on, reason)``.
+
+    Reads :data:`ENV_VAR`, ``sys.implementation``, ``sys.version_info`` and
+    the build's ``Py_GIL_DISABLED`` now; :data:`ENABLED` holds its answer at
+    import. A value of :data:`ENV_VAR` other than "0", "1" or "" is a
+    ``ValueError``.
+    """
+    setting = os.environ.get(ENV_VAR, "").strip()
+    if setting not in ("", "0", "1"):
+        raise ValueError(f"{ENV_VAR} must be 0 (array cache off) or 1 (on), not {setting!r}")
+    if setting == "0":
+        return False, f"{ENV_VAR}=0"
+    if sys.implementation.name != "cpython" or not hasattr(sys, "getrefcount"):
+        return False, f"{sys.implementation.name} has no CPython reference counts"
+    if setting == "1":
+        return True, f"{ENV_VAR}=1"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return False, "a free-threaded CPython build: its reference counts are not checked"
+    version = tuple(sys.version_info[:2])
+    if version not in VERIFIED_CPYTHON:
+        return False, f"CPython {version[0]}.{version[1]} is not in VERIFIED_CPYTHON"
+    return True, f"CPython {version[0]}.{version[1]} is verified"
+
+
+#: Whether :func:`empty` reuses arrays (decided once, at import, by :func:`cache_decision`).
+ENABLED = cache_decision()[0]
 
 
 def _refs(entries: list, i: int) -> int:
@@ -55,8 +105,8 @@ def _refs(entries: list, i: int) -> int:
 
 
 #: The reference count of an array that only the cache holds, as :func:`_refs` sees it (measured, so that
-#: it stays right where the interpreter counts references differently).
-_FREE_REFS = _refs([np.empty(1)], 0)
+#: it stays right where the interpreter counts references differently); None without sys.getrefcount.
+_FREE_REFS = _refs([np.empty(1)], 0) if hasattr(sys, "getrefcount") else None
 
 
 def _state():
@@ -104,13 +154,14 @@ def empty(shape, dtype):
     -------
     numpy.ndarray
         Its values are whatever the last user left: write every element.
+        With the cache off (:data:`ENABLED`), always a new array.
     """
     shape = tuple(int(v) for v in shape)
     dtype = np.dtype(dtype)
     nbytes = dtype.itemsize
     for v in shape:
         nbytes *= v
-    if nbytes < MIN_BYTES or nbytes > MAX_ARRAY_BYTES:
+    if nbytes < MIN_BYTES or nbytes > MAX_ARRAY_BYTES or not ENABLED:
         return np.empty(shape, dtype)
     state = _state()
     key = (shape, dtype.str)

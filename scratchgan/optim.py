@@ -62,6 +62,18 @@ __all__ = ["SGD", "Adam", "Optimizer", "RMSprop"]
 _MISSING = object()
 
 
+def _l2_decayed(g, p, weight_decay: float):
+    """The gradient with L2 weight decay: ``g + weight_decay * p``, in a new array (``g`` itself when 0).
+
+    The one place the optimizers' array code adds weight decay (as PyTorch's
+    optimisers do, before the update rule); the parameter's ``.grad`` is never
+    modified. Adam's fused CuPy kernel adds the same term inside the kernel
+    (:func:`scratchgan.kernels.adam_update`), checked bitwise against this
+    path by the kernel's NumPy reference.
+    """
+    return g + weight_decay * p if weight_decay != 0 else g
+
+
 def _host(value) -> np.ndarray:
     if isinstance(value, Tensor):
         value = value.data
@@ -324,22 +336,18 @@ class Optimizer:
         self._step()
         return loss
 
-    def _updates(self, group, start: int, weight_decay: float = 0.0):
+    def _updates(self, group, start: int):
         """Yield ``(index, param array, grad array, state)`` for every parameter of ``group`` with a gradient.
 
         ``index`` counts across the groups (``start`` is the group's first).
-        The L2 weight decay is added to the gradient here (``g + wd * p``, as
-        PyTorch's optimisers do), into a new array: the parameter's ``.grad``
-        is never modified.
+        The gradient is the parameter's own ``.grad`` array: each optimizer
+        adds its weight decay with :func:`_l2_decayed`.
         """
         state = self.state
         for i, p in enumerate(group["params"], start):
             if p.grad is None:
                 continue
-            x, g = p.data, p.grad.data
-            if weight_decay != 0:
-                g = g + weight_decay * x
-            yield i, x, g, state[i]
+            yield i, p.data, p.grad.data, state[i]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of every parameter (``torch.optim.Optimizer.zero_grad``).
@@ -533,7 +541,8 @@ class SGD(Optimizer):
         self.step_count += 1
         for group, h, start in self._groups():
             lr, mu, damp, wd, nesterov = h["lr"], h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"]
-            for _, x, g, st in self._updates(group, start, wd):
+            for _, x, g, st in self._updates(group, start):
+                g = _l2_decayed(g, x, wd)
                 if mu != 0:
                     buf = st.get("momentum_buffer")
                     if buf is None:
@@ -632,8 +641,7 @@ class Adam(Optimizer):
                     kernels.adam_update(x, g, m, v, self._device_step(i, t, xp), self._device_lr_array(group, lr, xp),
                                         b1, b2, eps, wd)
                     continue
-                if wd != 0:
-                    g = g + wd * x
+                g = _l2_decayed(g, x, wd)
                 # every intermediate goes through one scratch buffer: no allocation per step
                 tmp = self._scratch.get(i)
                 if tmp is None or tmp.shape != x.shape or tmp.dtype != x.dtype:
@@ -752,7 +760,8 @@ class RMSprop(Optimizer):
             lr, alpha, eps, mu = h["lr"], h["alpha"], h["eps"], h["momentum"]
             wd, centered = h["weight_decay"], h["centered"]
             one_minus_alpha = 1.0 - alpha
-            for _, x, g, st in self._updates(group, start, wd):
+            for _, x, g, st in self._updates(group, start):
+                g = _l2_decayed(g, x, wd)
                 xp = backend.array_module(x)
                 if not st:
                     st["step"] = 0

@@ -1,8 +1,15 @@
-"""The array cache (scratchgan/memory.py): reuse only when nothing refers to an array, and bounds."""
+"""The array cache (scratchgan/memory.py): reuse only when nothing refers to an array, and bounds;
+on only on the CPython versions where this file checked the reference-count rule."""
 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
+import sysconfig
+import types
+import weakref
 
 import numpy as np
 import pytest
@@ -12,6 +19,11 @@ from scratchgan import losses, memory, nn, optim
 
 BIG = (256, 256)  # 256 KiB in float32: at MIN_BYTES
 
+#: The tests of the reuse rule run where the cache is on (SCRATCHGAN_ARRAY_CACHE=1 turns it on to check a new
+#: CPython version before it goes into memory.VERIFIED_CPYTHON).
+needs_cache = pytest.mark.skipif(not memory.ENABLED, reason="the array cache is off here: "
+                                 + memory.cache_decision()[1])
+
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
@@ -20,6 +32,7 @@ def fresh_cache():
     memory.clear()
 
 
+@needs_cache
 def test_an_array_is_handed_out_again_only_after_its_last_reference_is_gone():
     a = memory.empty(BIG, np.float32)
     b = memory.empty(BIG, np.float32)
@@ -32,6 +45,7 @@ def test_an_array_is_handed_out_again_only_after_its_last_reference_is_gone():
     assert d is not b and d is not c  # b and c are still held
 
 
+@needs_cache
 @pytest.mark.parametrize("holder", ["view", "tensor", "list", "transpose"])
 def test_anything_that_refers_to_an_array_keeps_it_in_use(holder):
     a = memory.empty(BIG, np.float32)
@@ -45,6 +59,7 @@ def test_anything_that_refers_to_an_array_keeps_it_in_use(holder):
     del keep
 
 
+@needs_cache
 def test_other_shapes_dtypes_and_small_arrays_are_not_mixed_up():
     a = memory.empty(BIG, np.float32)
     del a
@@ -58,6 +73,7 @@ def test_other_shapes_dtypes_and_small_arrays_are_not_mixed_up():
     del huge
 
 
+@needs_cache
 def test_empty_like_keeps_a_channels_last_layout_and_falls_back_for_views():
     nhwc = np.zeros((8, 16, 16, 64), np.float32)
     nchw_view = nhwc.transpose(0, 3, 1, 2)
@@ -71,6 +87,7 @@ def test_empty_like_keeps_a_channels_last_layout_and_falls_back_for_views():
     assert memory.empty_like(broadcast).strides == np.empty_like(broadcast).strides  # NumPy's choice
 
 
+@needs_cache
 def test_bounds_per_shape_and_in_bytes(monkeypatch):
     monkeypatch.setattr(memory, "MAX_PER_KEY", 2)
     held = [memory.empty(BIG, np.float32) for _ in range(4)]  # only two are cached
@@ -105,6 +122,7 @@ def _train(steps, seed=0):
     return [p.numpy().copy() for p in list(G.parameters()) + list(D.parameters())]
 
 
+@needs_cache
 def test_training_with_every_array_cached_is_bit_identical_to_training_without(monkeypatch):
     """With MIN_BYTES = 0 every op output of the step goes through the cache: reusing an array that
     something still read would change the numbers."""
@@ -114,4 +132,96 @@ def test_training_with_every_array_cached_is_bit_identical_to_training_without(m
     cached = _train(4)
     assert memory.cached_bytes() > 0
     for a, b in zip(plain, cached):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- where the cache is on
+
+
+def _fake_interpreter(monkeypatch, implementation, version, free_threaded=False, env=None):
+    monkeypatch.setattr(sys, "implementation", types.SimpleNamespace(name=implementation))
+    monkeypatch.setattr(sys, "version_info", (*version, 0, "final", 0))
+    real = sysconfig.get_config_var
+    monkeypatch.setattr(sysconfig, "get_config_var",
+                        lambda name: (1 if free_threaded else 0) if name == "Py_GIL_DISABLED" else real(name))
+    if env is None:
+        monkeypatch.delenv(memory.ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(memory.ENV_VAR, env)
+
+
+DECISIONS = [
+    ("cpython", (3, 10), False, None, True),
+    ("cpython", (3, 11), False, None, True),
+    ("cpython", (3, 12), False, None, True),
+    ("cpython", (3, 13), False, None, True),
+    ("cpython", (3, 14), False, None, False),  # borrows references on the stack (gh-132346)
+    ("cpython", (3, 9), False, None, False),
+    ("cpython", (4, 0), False, None, False),
+    ("cpython", (3, 13), True, None, False),  # free-threaded build: other reference counting
+    ("pypy", (3, 11), False, None, False),
+    ("pypy", (3, 11), False, "1", False),  # no CPython reference counts to force
+    ("cpython", (3, 11), False, "0", False),
+    ("cpython", (3, 11), False, " 0 ", False),
+    ("cpython", (3, 11), False, "", True),
+    ("cpython", (3, 14), False, "1", True),  # forced on, to check a new version with this file
+    ("cpython", (3, 13), True, "1", True),
+]
+
+
+@pytest.mark.parametrize("implementation,version,free_threaded,env,on", DECISIONS,
+                         ids=[f"{i}{v[0]}.{v[1]}{'t' if ft else ''}-env={e!r}" for i, v, ft, e, _ in DECISIONS])
+def test_the_cache_is_on_only_on_verified_cpython(monkeypatch, implementation, version, free_threaded, env, on):
+    _fake_interpreter(monkeypatch, implementation, version, free_threaded, env)
+    decided, reason = memory.cache_decision()
+    assert decided is on, reason
+    assert reason
+
+
+def test_a_bad_switch_value_is_an_error(monkeypatch):
+    _fake_interpreter(monkeypatch, "cpython", (3, 11), env="off")
+    with pytest.raises(ValueError, match="SCRATCHGAN_ARRAY_CACHE must be 0"):
+        memory.cache_decision()
+
+
+def test_the_switch_is_read_at_import():
+    env = {**os.environ, memory.ENV_VAR: "0"}
+    code = "import scratchgan.memory as m; print(m.ENABLED, m.cache_decision()[1])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "SCRATCHGAN_ARRAY_CACHE=0"]
+
+
+def test_the_cache_is_on_in_the_interpreter_running_this_file():
+    """The interpreter that runs the suite: on exactly where cache_decision says so (and so the reuse
+    tests above ran, or were skipped with the reason)."""
+    assert memory.ENABLED is memory.cache_decision()[0]
+    if (sys.implementation.name == "cpython" and tuple(sys.version_info[:2]) in memory.VERIFIED_CPYTHON
+            and not sysconfig.get_config_var("Py_GIL_DISABLED") and os.environ.get(memory.ENV_VAR, "") == ""):
+        assert memory.ENABLED
+
+
+def test_with_the_cache_off_every_array_is_fresh(monkeypatch):
+    monkeypatch.setattr(memory, "ENABLED", False)
+    a = memory.empty(BIG, np.float32)
+    b = memory.empty(BIG, np.float32)
+    assert a is not b and not np.shares_memory(a, b) and a.shape == BIG and a.flags.c_contiguous
+    gone = weakref.ref(a)
+    del a
+    gc.collect()
+    assert gone() is None  # nothing kept it: the cache holds no array (with the cache on it would)
+    c = memory.empty(BIG, np.float32)
+    assert c is not b and memory.cached_bytes() == 0
+    nchw_view = np.zeros((8, 16, 16, 64), np.float32).transpose(0, 3, 1, 2)
+    out = memory.empty_like(nchw_view)
+    assert out.strides == nchw_view.strides and memory.cached_bytes() == 0  # the same layout, not cached
+
+
+def test_training_with_the_cache_off_caches_nothing_and_gives_the_same_numbers(monkeypatch):
+    monkeypatch.setattr(memory, "MIN_BYTES", 0)  # every op output would go through the cache
+    cached = _train(2) if memory.ENABLED else None
+    memory.clear()
+    monkeypatch.setattr(memory, "ENABLED", False)
+    plain = _train(2)
+    assert memory.cached_bytes() == 0
+    for a, b in zip(plain, cached or plain):
         np.testing.assert_array_equal(a, b)

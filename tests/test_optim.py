@@ -181,6 +181,65 @@ def test_rmsprop_one_step_closed_form(backend):
     np.testing.assert_allclose(got, p0 - 0.01 * g / (np.sqrt(0.01) * np.abs(g) + 1e-8), **TOL)
 
 
+# --------------------------------------------------------------------------- weight decay: one helper
+
+DECAYING = [(SGD, dict(lr=0.05, momentum=0.9, nesterov=True)), (SGD, dict(lr=0.05)),
+            (Adam, dict(lr=1e-2, betas=(0.5, 0.99))), (RMSprop, dict(lr=1e-2, momentum=0.5, centered=True))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt_cls,kw", DECAYING, ids=lambda v: v.__name__ if isinstance(v, type) else "")
+def test_weight_decay_comes_from_the_one_helper_only(backend, monkeypatch, opt_cls, kw, dtype):
+    """Every optimizer's array code adds weight decay through ``optim._l2_decayed`` and nowhere else:
+    with the helper made the identity, weight_decay=0.1 steps bitwise like weight_decay=0, and the
+    helper sees every parameter at every step. (Adam's CuPy kernel has its own term: tests/test_cuda_graph.py.)"""
+    from scratchgan import optim
+
+    if backend == "cupy" and opt_cls is Adam:
+        pytest.skip("Adam on CuPy adds the decay in its fused kernel, checked against the NumPy path in "
+                    "tests/test_cuda_graph.py")
+
+    def steps(wd):
+        rng = np.random.default_rng(3)
+        ps = [sg.Tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True) for s in [(4, 3), (5,)]]
+        opt = opt_cls(ps, weight_decay=wd, **kw)
+        for _ in range(3):
+            grads = [rng.standard_normal(p.shape).astype(dtype) for p in ps]
+            for p, g in zip(ps, grads):
+                p.grad = sg.Tensor(g, dtype=dtype)
+            opt.step()
+            for p, g in zip(ps, grads):
+                np.testing.assert_array_equal(p.grad.numpy(), g)  # the decay never writes into .grad
+        return [p.numpy().copy() for p in ps]
+
+    decayed, plain = steps(0.1), steps(0.0)
+    assert not all(np.array_equal(a, b) for a, b in zip(decayed, plain))  # the decay does act
+    calls = []
+
+    def identity(g, p, weight_decay):
+        calls.append(weight_decay)
+        return g
+
+    monkeypatch.setattr(optim, "_l2_decayed", identity)
+    for a, b in zip(steps(0.1), plain):
+        np.testing.assert_array_equal(a, b)
+    assert calls == [0.1] * 6
+
+
+def test_l2_decayed_is_g_plus_wd_p_in_a_new_array():
+    from scratchgan.optim import _l2_decayed
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        g, p = rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype)
+        g0 = g.copy()
+        out = _l2_decayed(g, p, 0.01)
+        assert out.dtype == dtype and out is not g
+        np.testing.assert_array_equal(out, g + dtype(0.01) * p)  # what the CuPy kernel computes
+        np.testing.assert_array_equal(g, g0)
+        assert _l2_decayed(g, p, 0.0) is g
+
+
 # --------------------------------------------------------------------------- state round trip
 
 OPTIMIZERS = [
