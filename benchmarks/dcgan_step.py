@@ -530,7 +530,7 @@ def _family(func) -> str:
         return "autograd engine (graph, backward walk, grad accumulation)"
     if rel.startswith("nn/"):
         return "layers (nn: forward glue, BatchNorm, shape checks)"
-    if rel == "losses.py":
+    if rel.startswith("losses/"):
         return "other ops (elementwise, reductions, BatchNorm arithmetic, losses)"
     return f"scratchgan/{rel}"
 

@@ -47,12 +47,14 @@ def softplus_backward(g, out, needs):
     return (mul(g, sigmoid(out._parents[0])),)
 
 
+def _stable_softplus(xp, x):
+    """``log(1 + e^x)`` on an array as ``max(x, 0) + log1p(exp(-|x|))``; also the values of ``fused.mean_softplus``."""
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
 def softplus(a: Tensor) -> Tensor:
     """Elementwise ``log(1 + e^a)``, computed as ``max(a, 0) + log1p(exp(-|a|))``."""
-    xp = backend.array_module(a.data)
-    x = a.data
-    data = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
-    return make_result(data, (a,), softplus_backward)
+    return make_result(_stable_softplus(backend.array_module(a.data), a.data), (a,), softplus_backward)
 
 
 def log_sigmoid_backward(g, out, needs):

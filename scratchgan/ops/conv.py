@@ -63,6 +63,7 @@ import numpy as np
 from .. import backend, memory
 from ..engine import binary_operands, make_result
 from ..tensor import Tensor
+from .reduce import sum as sum_
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -675,6 +676,3 @@ def _conv2d_and_weight(x: Tensor, weight: Tensor, gy: Tensor, stride, padding) -
                       ctx=(stride, padding))
     grad_w = make_result(_weight_layout(gw, weight.shape), (x, gy), conv2d_weight_backward, ctx=(stride, padding))
     return out, grad_w
-
-
-from .reduce import sum as sum_  # noqa: E402

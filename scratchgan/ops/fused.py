@@ -23,7 +23,7 @@ import numpy as np
 from .. import backend, kernels
 from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
 from ..tensor import Tensor
-from .activation import _stable_sigmoid, relu, sigmoid
+from .activation import _stable_sigmoid, _stable_softplus, relu, sigmoid
 from .arith import add, matmul, mul
 from .reduce import sum as sum_
 from .shape import swapaxes
@@ -163,7 +163,7 @@ def mean_softplus(a: Tensor) -> Tensor:
     if x.size == 0:
         raise ValueError(f"mean_softplus: the input is empty (shape {a.shape}); a mean over no elements is undefined")
     xp = backend.array_module(x)
-    values = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+    values = _stable_softplus(xp, x)  # softplus's own formula, so the values match mean(softplus(a)) bit for bit
     total = values.sum(axis=tuple(range(x.ndim)))
     data = total * x.dtype.type(1.0 / x.size)  # as mean's mul by 1/N, in the input's dtype
     return make_result(data, (a,), mean_softplus_backward)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..engine import make_result
 from ..tensor import Tensor
 from .arith import div, mul
+from .shape import broadcast_to, reshape
 
 
 def _normalize_axis(axis, ndim: int, op: str) -> tuple:
@@ -90,6 +91,3 @@ def max(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
 def min(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Minimum over ``axis``; tied minima share the gradient equally."""
     return _extremum(a, axis, keepdims, "min", min_backward)
-
-
-from .shape import broadcast_to, reshape  # noqa: E402
