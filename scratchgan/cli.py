@@ -2,7 +2,8 @@
 
 Bad arguments exit with status 2 and one line naming the option; so does
 ``train --out RUN`` when RUN already holds a run and neither ``--resume`` nor
-``--overwrite`` is given (the line says what the run is and offers both).
+``--overwrite`` is given (the line says what the run is and offers both), and
+``train --resume --steps N`` with N below the steps the run has done.
 Runtime failures (missing data, a bad checkpoint, an unwritable folder, a run
 folder that another process is writing, a failed write) exit with status 1 and
 one line, without a traceback.
@@ -195,7 +196,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "holds a run is refused unless --resume or --overwrite is given")
     once = g.add_mutually_exclusive_group()
     once.add_argument("--resume", action="store_true",
-                      help="continue the run in --out up to --steps total steps (default: the run's own)")
+                      help="continue the run in --out up to --steps total steps (default: the run's own; fewer than it "
+                           "has done is an error, more than it was planned for says what that changes)")
     once.add_argument("--overwrite", action="store_true",
                       help="replace the run in --out: its checkpoint, metrics, pictures and evaluation are removed "
                            "(once the folder's lock is held)")
@@ -315,7 +317,8 @@ def _train(args, comm=None, ready=None) -> int:
     if getattr(args, "distributed", False) and comm is None:
         return _train_distributed(args)
     from .checkpoint import CheckpointError  # noqa: PLC0415 - keeps --help fast
-    from .train import RunExistsError, RunWarning, Trainer, lock_run_folder, run_summary  # noqa: PLC0415
+    from .train import (  # noqa: PLC0415
+        ResumeStepsError, RunExistsError, RunWarning, Trainer, lock_run_folder, run_summary)
 
     if args.resume:
         if args.out is None:
@@ -340,7 +343,10 @@ def _train(args, comm=None, ready=None) -> int:
             if ready is not None:
                 ready(out)  # data-parallel: the other ranks start with this run folder
             if args.resume:
-                trainer = Trainer.resume(out, steps=args.steps, lock=lock, comm=comm)
+                try:
+                    trainer = Trainer.resume(out, steps=args.steps, lock=lock, comm=comm)
+                except ResumeStepsError as exc:  # fewer steps than done: a bad --steps (nothing was written)
+                    raise _UsageError(f"argument --steps: {exc}") from None
                 print(f"resuming {out} at step {trainer.step} of {trainer.config.steps}")
             else:
                 summary = run_summary(out) if args.overwrite else None

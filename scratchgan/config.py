@@ -303,7 +303,7 @@ def resolve(config: TrainConfig, data=None) -> TrainConfig:
         # the recipe's EMA averages over at most a twelfth of the run (0.999 = 1,000 steps of the 12,000-step
         # default): a shortened run would otherwise sample from weights that lag far behind G (ring8 at 3,000
         # steps: 0.2 % high-quality samples from an EMA of 0.999, 88 % from G itself)
-        filled["ema_decay"] = min(filled["ema_decay"], max(0.0, 1.0 - EMA_WINDOWS_PER_RUN / steps))
+        filled["ema_decay"] = fitted_ema_decay(filled["ema_decay"], steps)
     if (filled.get("lr_decay", config.lr_decay) == "linear"
             and filled.get("lr_decay_steps", config.lr_decay_steps) is None):
         # the decay's horizon is fixed when the run starts: the run's own length, saved with the run,
@@ -314,6 +314,42 @@ def resolve(config: TrainConfig, data=None) -> TrainConfig:
     config = dataclasses.replace(config, **filled)
     _validate(config)
     return config
+
+
+def fitted_ema_decay(decay: float, steps: int) -> float:
+    """A recipe's EMA decay ``decay`` for a run of ``steps``: at most ``1 - EMA_WINDOWS_PER_RUN / steps``, >= 0."""
+    return min(decay, max(0.0, 1.0 - EMA_WINDOWS_PER_RUN / steps))
+
+
+def step_fitted_changes(config: TrainConfig, steps: int) -> dict:
+    """What a run of the resolved ``config``, resumed up to ``steps`` in total, keeps of its own length.
+
+    :func:`resolve` fits two things to the step count when a run starts, and
+    they are saved with it: the linear decay's horizon (``lr_decay_steps``)
+    and a recipe's EMA decay (:func:`fitted_ema_decay`). A resume to more
+    steps than ``config.steps`` keeps them, where a run of ``steps`` from
+    scratch would fit them to ``steps``. Returns ``{name: (kept, straight)}``
+    for what differs: ``"lr_horizon"``, the step at which the decay planned
+    at the start reaches 0 (``max(lr_decay_steps, steps)``; a resume
+    stretches the rest of it to ``steps``, see
+    :meth:`~scratchgan.train.Trainer.lr_factor`), and ``"ema_decay"`` when
+    it is the recipe's value capped for ``config.steps`` (a value that was
+    given and happens to equal it is taken for the recipe's). Empty when a
+    resume to ``steps`` is the straight run's continuation.
+    """
+    changes = {}
+    if steps <= config.steps:
+        return changes
+    horizon = max(config.lr_decay_steps or 0, config.steps)
+    if config.lr_decay == "linear" and horizon < steps:
+        changes["lr_horizon"] = (horizon, steps)
+    recipe = recipe_values(recipe_name(config), config.loss).get("ema_decay")
+    recipe = RECIPE_FIELDS["ema_decay"] if recipe is None else recipe
+    kept, straight = config.ema_decay, fitted_ema_decay(recipe, steps)
+    fitted = kept is not None and math.isclose(kept, fitted_ema_decay(recipe, config.steps))
+    if fitted and not math.isclose(kept, straight):
+        changes["ema_decay"] = (kept, straight)
+    return changes
 
 
 def _data_key(name) -> str:

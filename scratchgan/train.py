@@ -48,7 +48,7 @@ import numpy as np
 
 from . import auxiliary, backend, losses, nn, optim, runlog
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig, resolve
+from .config import ConfigError, TrainConfig, resolve, step_fitted_changes
 from .data import DeviceBatches, load_dataset
 from .device_rng import DeviceGenerator
 from .distributed import local_shares
@@ -58,8 +58,8 @@ from .ops import sigmoid
 from .runlog import METRICS
 from .tensor import Tensor, as_tensor
 
-__all__ = ["CHECKPOINT", "METRICS", "RUN_FILES", "RunExistsError", "RunWarning", "SaveError", "Trainer",
-           "TrainingError", "host_record", "lock_run_folder", "run_summary"]
+__all__ = ["CHECKPOINT", "METRICS", "RUN_FILES", "ResumeStepsError", "RunExistsError", "RunWarning", "SaveError",
+           "Trainer", "TrainingError", "host_record", "lock_run_folder", "run_summary"]
 
 CHECKPOINT = "checkpoint.npz"
 #: The files of a run in its folder: a folder holding any of them holds a run; ``overwrite`` removes them (and
@@ -90,6 +90,14 @@ class SaveError(TrainingError):
     def __init__(self, message: str, path, step: int, safe_step: int | None):
         super().__init__(message)
         self.path, self.step, self.safe_step = Path(path), step, safe_step
+
+
+class ResumeStepsError(ConfigError):
+    """A resume asked for fewer steps in total than its run has done (``done``, ``asked``): it cannot shorten a run."""
+
+    def __init__(self, message: str, done: int, asked: int):
+        super().__init__(message)
+        self.done, self.asked = done, asked
 
 
 class RunWarning(UserWarning):
@@ -494,7 +502,8 @@ class Trainer:
         run's ``steps`` when it starts (:func:`~scratchgan.config.resolve`) and is saved
         with the run, so ``H`` does not change when a run is stopped early: k steps +
         resume reproduce the straight run exactly. Resuming with more steps stretches
-        the rest of the decay over the new length.
+        the rest of the decay over the new length, and :meth:`resume` says so (a
+        :class:`RunWarning`): the result differs from a straight run of that length.
         """
         c = self.config
         step = self.step if step is None else step
@@ -856,7 +865,15 @@ class Trainer:
     @classmethod
     def resume(cls, out_dir, steps: int | None = None, *, lock: runlog.RunLock | None = None, comm=None,
                **overrides) -> Trainer:
-        """Continue the run in ``out_dir`` up to ``steps`` total steps.
+        """Continue the run in ``out_dir`` up to ``steps`` total steps (None: the run's own ``steps``).
+
+        ``steps`` below the checkpoint's step raises :class:`ResumeStepsError`
+        before anything is loaded or written (a resume cannot shorten a run;
+        as many steps as done only evaluates again). More steps than the run
+        was planned for give one :class:`RunWarning` when the run fitted
+        something to its length (the linear decay's horizon, a recipe's EMA
+        decay: :func:`~scratchgan.config.step_fitted_changes`), since the
+        result then differs from a straight run of ``steps``.
 
         ``lock``: the folder's lock, held by the caller (see the class
         docstring); without it :meth:`run` takes it, and refuses to start when
@@ -887,8 +904,12 @@ class Trainer:
             tree = load_checkpoint(path)
             if "config" not in tree:
                 raise CheckpointError(f"{path}: not a scratchgan training checkpoint (no config); start a new run")
-        config = TrainConfig.from_dict(tree["config"] if comm is None else
-                                       comm.bcast_object(tree["config"] if reader else None))
+        saved, done = (tree["config"], _checkpoint_step(tree)) if reader else (None, None)
+        if comm is not None:
+            saved, done = comm.bcast_object((saved, done) if reader else None)
+        config = TrainConfig.from_dict(saved)
+        if mode == "resume" and steps is not None and done is not None:
+            _check_resume_steps(config, out_dir, done, steps, warn=reader)
         changes = {k: v for k, v in overrides.items() if v is not None}
         if steps is not None:
             changes["steps"] = steps
@@ -1042,6 +1063,41 @@ def _mean_output(loss: str, out: Tensor):
     with no_grad():
         values = sigmoid(out) if loss in ("gan", "ns") else out
         return values.data.mean()
+
+
+def _checkpoint_step(tree: dict) -> int | None:
+    """The step of a checkpoint tree, or None when it has none (:meth:`Trainer.load_state` then says what is wrong)."""
+    try:
+        return int(tree["step"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _check_resume_steps(config: TrainConfig, out_dir, done: int, steps: int, warn: bool) -> None:
+    """A resume of the run ``config`` at step ``done`` up to ``steps``: refuse fewer steps, say what more changes."""
+    if steps < done:
+        raise ResumeStepsError(
+            f"cannot resume {out_dir} to {steps} steps: its run has done {done} already (of the {config.steps} it "
+            f"was planned for), and a resume only continues a run; ask for {done} steps or more, or start a new run "
+            f"of {steps} steps (--overwrite, or another --out)", done, steps)
+    changes = step_fitted_changes(config, steps)
+    if done == 0:  # nothing trained yet: the decay starts afresh at the new horizon, as a straight run's does
+        changes.pop("lr_horizon", None)
+    if not (changes and warn):
+        return
+    parts = []
+    if "lr_horizon" in changes:
+        old, new = changes["lr_horizon"]
+        was, now = config.lr_g * (1 - (done - 1) / old), config.lr_g * (1 - done / new)
+        parts.append(f"the learning-rate decay now ends at step {new} instead of {old} (lr_g {was:.2g} at step "
+                     f"{done}, {now:.2g} at step {done + 1})")
+    if "ema_decay" in changes:
+        kept, straight = changes["ema_decay"]
+        parts.append(f"G's EMA keeps the decay {kept:.3g} fitted to {config.steps} steps (a {steps}-step run "
+                     f"has {straight:.3g})")
+    warnings.warn(f"extending the run from {config.steps} to {steps} steps: {', and '.join(parts)}; the result "
+                  f"differs from a straight {steps}-step run (for that, start a new run with --steps {steps})",
+                  RunWarning, stacklevel=4)
 
 
 @no_grad()

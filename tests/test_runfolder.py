@@ -26,8 +26,8 @@ import pytest
 from scratchgan import checkpoint, runlog
 from scratchgan.checkpoint import load_checkpoint
 from scratchgan.cli import main
-from scratchgan.config import TrainConfig
-from scratchgan.train import RunExistsError, RunWarning, SaveError, Trainer, TrainingError
+from scratchgan.config import ConfigError, TrainConfig
+from scratchgan.train import ResumeStepsError, RunExistsError, RunWarning, SaveError, Trainer, TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--g-hidden", "16", "--d-hidden", "16", "--z-dim", "4", "--batch-size", "32", "--quiet",
@@ -165,6 +165,70 @@ def test_resume_refuses_a_checkpoint_another_process_wrote_since(tmp_path):
     with pytest.raises(TrainingError, match="changed since this Trainer loaded"):
         stale.run(progress=False)
     assert (run / "checkpoint.npz").read_bytes() == ahead
+
+
+def test_resume_past_the_planned_steps_says_once_what_it_changes(capsys, tmp_path):
+    """24 steps, then --resume --steps 48: one line, both counts, the decay and the EMA fitted to 24 steps."""
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--out", run, "--steps", "24", *TINY)  # toy recipe: linear decay
+    assert code == 0 and "warning" not in err, err
+    assert load_checkpoint(run / "checkpoint.npz")["config"]["ema_decay"] == 0.5  # 1 - 12/24, the recipe's cap
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "48", *TINY)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "extending" in line]
+    assert lines == [line for line in err.splitlines() if line.strip()] and len(lines) == 1, err
+    assert lines[0].startswith("scratchgan: warning: extending the run from 24 to 48 steps: the learning-rate "
+                               "decay now ends at step 48 instead of 24 (lr_g 8.3e-05 at step 24, 0.001 at step 25)")
+    assert "G's EMA keeps the decay 0.5 fitted to 24 steps (a 48-step run has 0.75)" in lines[0]
+    assert lines[0].endswith("the result differs from a straight 48-step run (for that, start a new run with "
+                             "--steps 48)")
+    assert "resuming" in out and load_checkpoint(run / "checkpoint.npz")["step"] == 48
+    # the run is now planned for 48: resuming it there again (to evaluate) says nothing
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "48", *TINY)
+    assert code == 0 and err == "", err
+
+
+def test_python_resume_past_the_planned_steps_warns_once_and_only_when_something_was_fitted(tmp_path):
+    Trainer(tiny(steps=4), tmp_path / "toy").run(progress=False)  # linear decay over 4 steps; the EMA (0.9) is given
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer.resume(tmp_path / "toy", steps=8)
+    assert [str(w.message) for w in caught] == [
+        "extending the run from 4 to 8 steps: the learning-rate decay now ends at step 8 instead of 4 (lr_g 0.0005 "
+        "at step 4, 0.001 at step 5); the result differs from a straight 8-step run (for that, start a new run "
+        "with --steps 8)"]
+    assert caught[0].category is RunWarning and caught[0].filename == __file__
+    # the extension is the straight run's continuation, and nothing is said: a constant rate and a given EMA; a
+    # decay planned to end at the new steps already; a run that has not trained yet (a checkpoint at step 0)
+    Trainer(tiny(steps=4, lr_decay="none"), tmp_path / "flat").run(progress=False)
+    Trainer(tiny(steps=4, lr_decay_steps=8), tmp_path / "planned").run(progress=False)
+    Trainer(tiny(steps=4), tmp_path / "unstarted").save()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer.resume(tmp_path / "flat", steps=8)
+        Trainer.resume(tmp_path / "planned", steps=8)
+        Trainer.resume(tmp_path / "unstarted", steps=8)
+        Trainer.resume(tmp_path / "toy", steps=4)  # its own steps: nothing to say either
+
+
+def test_resume_to_fewer_steps_than_done_is_refused_and_changes_nothing(capsys, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny(steps=4), run).run(progress=False)
+    before = snapshot(run)
+    with pytest.raises(ResumeStepsError, match=r"cannot resume .* to 3 steps: its run has done 4 already .*"
+                                               r"ask for 4 steps or more, or start a new run") as caught:
+        Trainer.resume(run, steps=3)
+    assert (caught.value.done, caught.value.asked) == (4, 3) and isinstance(caught.value, ConfigError)
+    assert snapshot(run) == before
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "2", *TINY)
+    assert code == 2 and out == "", out
+    assert err.startswith("scratchgan train: error: argument --steps: cannot resume ") and err.count("\n") == 1
+    assert "to 2 steps: its run has done 4 already (of the 4 it was planned for)" in err
+    assert snapshot(run) == before  # checkpoint, metrics, config, pictures, evaluation: byte for byte
+    # as many steps as done: nothing to train, the run is evaluated again
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "4", *TINY)
+    assert code == 0 and err == "" and "resuming" in out and "0 of 4 steps" in out
+    assert load_checkpoint(run / "checkpoint.npz")["step"] == 4
 
 
 # --------------------------------------------------------------------------- one writer at a time
