@@ -192,8 +192,10 @@ def index_range_violation(pairs, what: str, negative: bool = True):
             continue
         if isinstance(array, np.ndarray):
             extremes.append((size, array.min(), array.max()))
-        elif backend.vouched_high(array) is None or backend.vouched_high(array) > size:
-            device.append((array, size))
+        else:
+            high = backend.vouched_high(array)
+            if high is None or high > size:
+                device.append((array, size))
     if device:
         xp = backend.array_module(device[0][0])
         stacked = xp.stack([e for array, _ in device for e in (array.min(), array.max())])
