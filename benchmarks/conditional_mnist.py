@@ -34,8 +34,8 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scratchgan.config import TrainConfig  # noqa: E402
-from scratchgan.train import Trainer  # noqa: E402
+from scratchgan.app.config import TrainConfig  # noqa: E402
+from scratchgan.app.train import Trainer  # noqa: E402
 
 
 def make_config(steps: int, seed: int, eval_samples: int) -> TrainConfig:

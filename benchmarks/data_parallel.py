@@ -47,8 +47,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scratchgan.config import TrainConfig  # noqa: E402
-from scratchgan.train import Trainer  # noqa: E402
+from scratchgan.app.config import TrainConfig  # noqa: E402
+from scratchgan.app.train import Trainer  # noqa: E402
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: model -> (config, timed steps, warm-up steps)
@@ -84,7 +84,7 @@ def worker(args) -> None:
     """Time ``args.steps`` steps of ``args.model`` on ``args.ranks`` ranks (or at ``args.batch`` on one process)."""
     comm = None
     if args.ranks > 1:
-        from scratchgan.distributed import Communicator  # noqa: PLC0415 - imports mpi4py
+        from scratchgan.app.distributed import Communicator  # noqa: PLC0415 - imports mpi4py
 
         comm = Communicator()
     fields, steps, warmup = MODELS[args.model]

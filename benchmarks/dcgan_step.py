@@ -36,7 +36,7 @@ variant on CUDA (times are then given in milliseconds per step), joined by
 two captured steps:
 
 * ``scratchgan-graph``: the scratchgan step captured once as a CUDA graph with
-  :func:`scratchgan.cuda_graph.capture` (inputs written into persistent
+  :func:`scratchgan.accel.cuda_graph.capture` (inputs written into persistent
   buffers) and replayed; a step the capture refuses shows as ``failed``, with
   the capture's reason on a ``failed:`` line;
 * ``torch-graph``: PyTorch's CUDA-graph replay of its step (capturable Adam,
@@ -107,7 +107,8 @@ from gan_step import (  # noqa: E402
     report_problems, serve, speed_cell, thread_settings, time_batches, torch_status,
 )
 from handwritten import PHASES, no_mark  # noqa: E402
-from scratchgan import backend, losses, nn, optim  # noqa: E402
+from scratchgan import backend, nn, optim
+from scratchgan.gan import losses  # noqa: E402
 
 LR, BETAS = 2e-4, (0.5, 0.999)
 NZ, IMG = 100, 28
@@ -510,7 +511,7 @@ def _family(func) -> str:
     if "/scratchgan/" not in path:
         return "benchmark code, NumPy's Python-level wrappers"
     rel = path.split("/scratchgan/", 1)[1]
-    if rel == "backend.py" and name == "matmul":
+    if rel == "backend/__init__.py" and name == "matmul":
         return "GEMMs (backend.matmul)"
     if rel == "ops/conv.py":
         if name == "_transpose_conv_by_adds":
@@ -522,15 +523,15 @@ def _family(func) -> str:
         if name == "_column_products":
             return "GEMMs of conv2d / conv2d_weight (one per chunk of samples)"
         return "conv ops: the rest (weight reshapes, checks)"
-    if rel == "optim.py":
+    if rel.startswith("optim/"):
         return "Adam"
     if rel.startswith("ops/"):
         return "other ops (elementwise, reductions, BatchNorm arithmetic, losses)"
-    if rel in ("engine.py", "tensor.py"):
+    if rel.startswith("autograd/"):
         return "autograd engine (graph, backward walk, grad accumulation)"
     if rel.startswith("nn/"):
         return "layers (nn: forward glue, BatchNorm, shape checks)"
-    if rel.startswith("losses/"):
+    if rel.startswith("gan/losses/"):
         return "other ops (elementwise, reductions, BatchNorm arithmetic, losses)"
     return f"scratchgan/{rel}"
 
@@ -635,7 +636,7 @@ def main(argv=None) -> int:
                         help="seconds a timing worker may take to answer before its variant counts as failed")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--warm-heap", action="store_true",
-                        help="run every variant as the scratchgan command runs (scratchgan.process.keep_heap_warm)")
+                        help="run every variant as the scratchgan command runs (scratchgan.app.process.keep_heap_warm)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scratchgan.config import TrainConfig  # noqa: E402
-from scratchgan.train import Trainer  # noqa: E402
+from scratchgan.app.config import TrainConfig  # noqa: E402
+from scratchgan.app.train import Trainer  # noqa: E402
 
 #: name -> the TrainConfig fields that differ from the image recipe
 VARIANTS = {

@@ -14,7 +14,7 @@ noise hits them alike:
 * ``torch``: the same model in PyTorch eager (skipped when torch is missing);
 * ``handwritten``: the same step by hand without autograd (the floor);
 * on CuPy also ``scratchgan-graph`` (the step captured as a CUDA graph with
-  :func:`scratchgan.cuda_graph.capture`) and ``torch-graph`` (PyTorch's
+  :func:`scratchgan.accel.cuda_graph.capture`) and ``torch-graph`` (PyTorch's
   CUDA-graph replay with capturable Adam and static inputs); the PyTorch
   variants then run on CUDA and are reported "not run: no CUDA" where PyTorch
   is missing or sees no GPU.
@@ -74,7 +74,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import scratchgan as sg  # noqa: E402
 from handwritten import D_SIZES, G_SIZES, PHASES, HandwrittenGAN, init_params, no_mark  # noqa: E402
-from scratchgan import backend, cuda_graph, losses, nn, optim  # noqa: E402
+from scratchgan import backend, nn, optim
+from scratchgan.accel import cuda_graph
+from scratchgan.gan import losses  # noqa: E402
 
 LR, BETAS = 2e-4, (0.5, 0.999)
 
@@ -136,7 +138,7 @@ class ScratchganGAN:
 
 
 class ScratchganGraphed:
-    """A scratchgan step captured once as a CUDA graph (:func:`scratchgan.cuda_graph.capture`) and replayed.
+    """A scratchgan step captured once as a CUDA graph (:func:`scratchgan.accel.cuda_graph.capture`) and replayed.
 
     As the capture's docstring asks: the inputs live in persistent buffers
     (``sg.zeros`` tensors) that each call writes the new batch into, device to
@@ -294,17 +296,17 @@ def heap_setting(warm: bool = False) -> str:
     By default nothing is tuned: every variant runs as a script that uses the
     public API runs. With ``--warm-heap`` the whole process (every variant,
     PyTorch's too) runs as the ``scratchgan`` command runs its training:
-    after :func:`scratchgan.process.keep_heap_warm`, which the command calls
+    after :func:`scratchgan.app.process.keep_heap_warm`, which the command calls
     and the library never does on import.
     """
     if warm:
         os.environ[WARM_HEAP_ENV] = "1"
     if os.environ.get(WARM_HEAP_ENV) != "1":
         return "heap: glibc defaults (as a script using the public API)"
-    from scratchgan.process import keep_heap_warm  # noqa: PLC0415
+    from scratchgan.app.process import keep_heap_warm  # noqa: PLC0415
 
     applied = keep_heap_warm()
-    return "heap: warm (scratchgan.process.keep_heap_warm, as the scratchgan command)" if applied else \
+    return "heap: warm (scratchgan.app.process.keep_heap_warm, as the scratchgan command)" if applied else \
         "heap: --warm-heap asked, but this is not glibc (nothing changed)"
 
 
@@ -790,7 +792,7 @@ def main(argv=None) -> int:
                         help="seconds a timing worker (CuPy) may take to answer before its variant counts as failed")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--warm-heap", action="store_true",
-                        help="run every variant as the scratchgan command runs (scratchgan.process.keep_heap_warm)")
+                        help="run every variant as the scratchgan command runs (scratchgan.app.process.keep_heap_warm)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

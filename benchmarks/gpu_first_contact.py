@@ -18,7 +18,7 @@ crashes is reported, and the next one runs):
    --check-only`` (scratchgan on CuPy against PyTorch on CUDA, float64);
 3. **GAN step** and 4. **DCGAN step**: ``gan_step.py`` and ``dcgan_step.py``
    with ``--backend cupy``: scratchgan eager and captured as a CUDA graph
-   (:func:`scratchgan.cuda_graph.capture`) against PyTorch CUDA eager and
+   (:func:`scratchgan.accel.cuda_graph.capture`) against PyTorch CUDA eager and
    PyTorch's CUDA-graph replay, each variant in a worker process of its own,
    interleaved, the GPU synchronised before each clock reading;
 5. **toy run**: ``scratchgan train --backend cupy --steps N`` (the default
@@ -65,7 +65,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 STANDIN = os.path.join(ROOT, "tests", "cupy_standin")
 TAIL_LINES = 60
-CLI = "import sys; from scratchgan.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = "import sys; from scratchgan.app.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 # --------------------------------------------------------------------------- sizes

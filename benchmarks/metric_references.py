@@ -6,7 +6,7 @@ for which they print precision 0.4772, recall 0.4705, density 1.0555,
 coverage 0.9735 ("may fluctuate due to randomness"; their seed is not given).
 This script draws the same setting with several seeds (float64,
 ``np.random.default_rng(seed)``, real first), prints
-:func:`scratchgan.metrics.prdc` for each seed, the mean and standard
+:func:`scratchgan.gan.metrics.prdc` for each seed, the mean and standard
 deviation over seeds, the exact expectations where there is one
 (E[density] = 1; E[coverage] = 1 - C(N-1, k) / C(N+M-1, k) for two samples
 of one distribution), whether our mean is within 3 standard errors of them,
@@ -14,7 +14,7 @@ and whether each README figure (one draw) is within 3 sampling standard
 deviations of our mean (``SIGMAS``; the standard deviation is measured over
 our seeds). It exits with status 1 when a check fails.
 
-KID: :func:`scratchgan.metrics.kernel_distance` (100 subsets of 1,000, the
+KID: :func:`scratchgan.gan.metrics.kernel_distance` (100 subsets of 1,000, the
 reference defaults) of N(0, I) against N(mu, diag(s^2)) in 16 dimensions,
 and of N(0, I) against itself, 2,000 samples per set, over 10 independent
 pairs of pools; the mean over pools is compared with the exact MMD² of the
@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scratchgan import metrics  # noqa: E402
+from scratchgan.gan import metrics  # noqa: E402
 
 #: The authors' README example output (N = M = 10,000, d = 1,000, k = 5).
 README = {"precision": 0.4772, "recall": 0.4705, "density": 1.0555, "coverage": 0.9735}

@@ -1,10 +1,10 @@
 """Toy mode-coverage benchmark: the default ``scratchgan train`` on grid25 or ring8, several seeds.
 
-Each seed is one full run of :class:`scratchgan.train.Trainer` with the
-:class:`~scratchgan.config.TrainConfig` defaults (plus ``--data`` and any
+Each seed is one full run of :class:`scratchgan.app.train.Trainer` with the
+:class:`~scratchgan.app.config.TrainConfig` defaults (plus ``--data`` and any
 ``--set`` overrides), exactly what ``scratchgan train --data DATA --seed S``
 does. The score is the run's own final evaluation: 2,500 fresh samples from the
-generator's EMA scored by :func:`scratchgan.metrics.mode_coverage` (the
+generator's EMA scored by :func:`scratchgan.gan.metrics.mode_coverage` (the
 VEEGAN / PacGAN protocol: a sample is high quality within 3 std of its nearest
 centre; a mode is captured when it is the nearest centre of at least one
 high-quality sample; KL(q || uniform) of the high-quality samples per mode).
@@ -76,8 +76,8 @@ def parse_set(items) -> dict:
 
 def run_one(data: str, seed: int, overrides: dict, out: Path) -> dict:
     """One training run with the defaults; returns the row of the table."""
-    from scratchgan.config import TrainConfig  # noqa: PLC0415
-    from scratchgan.train import Trainer  # noqa: PLC0415
+    from scratchgan.app.config import TrainConfig  # noqa: PLC0415
+    from scratchgan.app.train import Trainer  # noqa: PLC0415
 
     start = time.perf_counter()
     trainer = Trainer(TrainConfig(data=data, seed=seed, **overrides), out, overwrite=True)  # a benchmark reruns its folders

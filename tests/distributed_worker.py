@@ -9,7 +9,7 @@ Modes:
   steps). The test compares them with one process that trains the same
   config on the same seed.
 * ``die``: rank 1 raises in the middle of training; the exception hook that
-  :class:`~scratchgan.distributed.Communicator` installs must abort the job.
+  :class:`~scratchgan.app.distributed.Communicator` installs must abort the job.
 * ``mismatch``: rank 1 is started with another learning rate; it must stop
   the job with a message naming the option.
 * ``nccl``: the collectives and the ``suite`` equivalence case ``toy`` on
@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 import scratchgan as sg
-import scratchgan.train as train_module
-from scratchgan.config import TrainConfig
-from scratchgan.distributed import Communicator, DistributedError
-from scratchgan.train import Trainer
+import scratchgan.app.train as train_module
+from scratchgan.app.config import TrainConfig
+from scratchgan.app.distributed import Communicator, DistributedError
+from scratchgan.app.train import Trainer
 
 COMMON = dict(dtype="float64", batch_size=16, log_every=1, checkpoint_every=1000, sample_every=1000, eval_samples=100)
 #: name -> (config fields, steps). Together they cover the draws and loss terms of the trainer: the toy

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.special
 from hypothesis import strategies as st
 
-from scratchgan import losses
+from scratchgan.gan import losses
 
 
 def axis_kwargs(shapes):

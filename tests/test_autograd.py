@@ -12,7 +12,7 @@ from op_specs import SPECS, OpSpec, cases, table
 import scratchgan as sg
 from scratchgan import ops
 from scratchgan.ops import arith
-from scratchgan.engine import _mode, make_result
+from scratchgan.autograd.engine import _mode, make_result
 
 
 def f64(values, requires_grad=True):

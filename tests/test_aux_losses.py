@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scratchgan as sg
-from scratchgan import losses, nn, ops
+from scratchgan.gan import losses
+from scratchgan import nn, ops
 
 try:
     import torch

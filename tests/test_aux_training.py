@@ -16,12 +16,12 @@ import types
 import numpy as np
 import pytest
 
-from scratchgan import cli
-from scratchgan.config import ConfigError, TrainConfig, resolve
-from scratchgan.engine import no_grad
-from scratchgan.models import Q_HIDDEN, aux_output_dim, build_discriminator, build_generator, info_code_dim
-from scratchgan.tensor import as_tensor
-from scratchgan.train import Trainer
+from scratchgan.app import cli
+from scratchgan.app.config import ConfigError, TrainConfig, resolve
+from scratchgan.autograd.engine import no_grad
+from scratchgan.gan.models import Q_HIDDEN, aux_output_dim, build_discriminator, build_generator, info_code_dim
+from scratchgan.autograd.tensor import as_tensor
+from scratchgan.app.train import Trainer
 
 from test_train import assert_bitwise_equal, tiny, write_tiny_mnist
 
@@ -52,7 +52,7 @@ def test_acgan_makes_the_generator_conditional_and_needs_labels(tmp_path, mnist,
     assert resolve(TrainConfig(data="mnist", aux="acgan")).conditional is True
     assert resolve(TrainConfig(data="mnist", aux="infogan")).conditional is False
     unlabelled = types.SimpleNamespace(name="blank", kind="image", num_classes=0, image_shape=(8, 8), data_dim=64)
-    monkeypatch.setattr("scratchgan.train.load_dataset", lambda name, path=None: unlabelled)
+    monkeypatch.setattr("scratchgan.app.train.load_dataset", lambda name, path=None: unlabelled)
     with pytest.raises(ConfigError, match="--aux acgan needs labelled data.*blank has no classes"):
         Trainer(aux_config(mnist, aux="acgan"), tmp_path / "run")
 
@@ -309,7 +309,7 @@ def test_resume_is_bitwise_exact(mnist, tmp_path, aux, arch):
 
 def test_info_code_metrics_count_codes_against_classes(monkeypatch):
     """Purity, distinct majority classes and the best one-to-one matching, on known counts."""
-    from scratchgan import auxiliary
+    from scratchgan.app import image_eval
 
     # 3 codes, 4 images each: code 0 -> class 2 (4/4), code 1 -> class 2 (3/4) and class 0 (1/4), code 2 -> class 1
     plan = {0: [2, 2, 2, 2], 1: [2, 2, 2, 0], 2: [1, 1, 1, 1]}
@@ -322,9 +322,9 @@ def test_info_code_metrics_count_codes_against_classes(monkeypatch):
             assert n == 12
             return np.concatenate([plan[k] for k in range(3)]).astype(float)  # "images" that encode the class
 
-    monkeypatch.setattr("scratchgan.classifier.get_classifier",
+    monkeypatch.setattr("scratchgan.app.image_eval.get_classifier",
                         lambda data: types.SimpleNamespace(predict=lambda x: np.asarray(x, dtype=int)))
-    result = auxiliary.info_code_metrics(Trainer_(), 12)
+    result = image_eval.info_code_metrics(Trainer_(), 12)
     assert result["info_code_purity"] == pytest.approx((1 + 0.75 + 1) / 3)
     assert result["info_code_classes"] == 2 and result["info_code_majority"] == [2, 2, 1]
     assert result["info_code_accuracy"] == pytest.approx(9 / 12)  # 0->2 (4), 1->0 (1), 2->1 (4)

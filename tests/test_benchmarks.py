@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import losses
+from scratchgan.gan import losses
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
@@ -206,7 +206,7 @@ def private_scratchgan_uses(source: str, own_private=frozenset()) -> list[str]:
 def test_private_name_check_sees_what_it_should():
     assert private_scratchgan_uses("import scratchgan as sg\nt = sg.Tensor._wrap(a)\n")
     assert private_scratchgan_uses("from scratchgan import tensor\nt = tensor._to_array(a, None)\n")
-    assert private_scratchgan_uses("from scratchgan.tensor import _to_array\n")
+    assert private_scratchgan_uses("from scratchgan.autograd.tensor import _to_array\n")
     assert private_scratchgan_uses("from scratchgan._impl import thing\n")
     assert private_scratchgan_uses("import scratchgan._impl\n")
     assert private_scratchgan_uses("import scratchgan as sg\nx = getattr(sg.Tensor, '_wrap')\n")

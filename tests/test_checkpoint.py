@@ -1,4 +1,4 @@
-"""Tests for scratchgan.checkpoint: exact round trips, safe loading, crash safety."""
+"""Tests for scratchgan.app.checkpoint: exact round trips, safe loading, crash safety."""
 
 import json
 import os
@@ -12,14 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchgan import checkpoint
-from scratchgan.checkpoint import (
-    FORMAT_VERSION,
-    CheckpointError,
-    cleanup_temp_files,
-    load_checkpoint,
-    save_checkpoint,
-)
+from scratchgan.app import checkpoint
+from scratchgan.app.checkpoint import FORMAT_VERSION, CheckpointError, cleanup_temp_files, load_checkpoint, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -315,7 +309,7 @@ def test_permission_or_read_only_failure_keeps_previous_checkpoint(tmp_path, mon
 _SAVER = textwrap.dedent("""
     import sys
     import numpy as np
-    from scratchgan.checkpoint import save_checkpoint
+    from scratchgan.app.checkpoint import save_checkpoint
 
     def tree(k):
         # ~32 MB, so a save takes long enough to be killed inside it.

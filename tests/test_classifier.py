@@ -1,4 +1,4 @@
-"""Tests for scratchgan.classifier and image_eval.evaluate_images on a tiny synthetic image set.
+"""Tests for scratchgan.app.classifier and image_eval.evaluate_images on a tiny synthetic image set.
 
 Three classes of 6x6 images: a dark background with a bright horizontal band
 (rows 0-1, 2-3 or 4-5) plus Gaussian noise. Every test points the cache at
@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax as scipy_log_softmax
 
-from scratchgan import classifier, image_eval, losses, ops
-from scratchgan.data import Dataset
-from scratchgan.tensor import Tensor
+from scratchgan.app import classifier, image_eval
+from scratchgan.gan import losses
+from scratchgan import ops
+from scratchgan.app.data import Dataset
+from scratchgan.autograd.tensor import Tensor
 
 C, H, W = 3, 6, 6
 

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from scratchgan import __version__, config
-from scratchgan.cli import build_parser, main
+from scratchgan import __version__
+from scratchgan.app import config
+from scratchgan.app.cli import build_parser, main
 
 TINY = ["--g-hidden", "16", "--d-hidden", "16", "--z-dim", "4", "--batch-size", "32", "--quiet",
         "--eval-samples", "200"]

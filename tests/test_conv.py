@@ -16,7 +16,8 @@ import pytest
 from conv_reference import conv2d_loop, conv2d_weight_loop, conv_transpose2d_loop
 
 import scratchgan as sg
-from scratchgan import losses, nn, ops, optim
+from scratchgan.gan import losses
+from scratchgan import nn, ops, optim
 
 needs_gpu = pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
 

@@ -17,7 +17,7 @@ from conv_reference import conv2d_loop, conv_transpose2d_loop
 
 import scratchgan as sg
 from scratchgan import nn
-from scratchgan.gradcheck import gradcheck, gradgradcheck
+from scratchgan.autograd.gradcheck import gradcheck, gradgradcheck
 
 
 def f64(a, grad=False):

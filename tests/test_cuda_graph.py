@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import backend, cuda_graph, kernels, losses, nn, optim
+from scratchgan import backend, nn, optim
+from scratchgan.accel import cuda_graph, kernels
+from scratchgan.gan import losses
 
 needs_gpu = pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
 

@@ -1,4 +1,4 @@
-"""Tests for scratchgan.data: toy mixtures, IDX / npz loaders, errors, batching."""
+"""Tests for scratchgan.app.data: toy mixtures, IDX / npz loaders, errors, batching."""
 
 import gzip
 import importlib.util
@@ -8,8 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from scratchgan import data
-from scratchgan.data import DATASETS, DataError, Dataset, ToyMixture, grid25, load_dataset, read_idx, ring8
+from scratchgan.app import data
+from scratchgan.app.data import DATASETS, DataError, Dataset, ToyMixture, grid25, load_dataset, read_idx, ring8
 
 N_TRAIN, N_TEST, H, W = 12, 6, 5, 4
 
@@ -126,7 +126,7 @@ def test_toy_mixture_rejects_bad_input():
         ToyMixture("bad", np.zeros((3, 3)), 0.1)
     with pytest.raises(ValueError, match="std"):
         ToyMixture("bad", np.zeros((3, 2)), 0.0)
-    # an int is a seed (scratchgan.validate's one rng policy); a legacy RandomState is refused
+    # an int is a seed (scratchgan.backend.validate's one rng policy); a legacy RandomState is refused
     np.testing.assert_array_equal(ring8().sample(3, 0)[0], ring8().sample(3, np.random.default_rng(0))[0])
     with pytest.raises(TypeError, match="Generator"):
         ring8().sample(3, np.random.RandomState(0))

@@ -1,4 +1,4 @@
-"""The device random stream (scratchgan.device_rng): Philox checked against independent references.
+"""The device random stream (scratchgan.backend.device_rng): Philox checked against independent references.
 
 The round code is checked at 32-bit width against Random123's known-answer
 vectors and at 64-bit width against numpy.random.Philox (NumPy's own C
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan.device_rng import DeviceGenerator, philox4x32, philox4x64
+from scratchgan.backend.device_rng import DeviceGenerator, philox4x32, philox4x64
 
 # Random123 tests/kat_vectors, the three "philox4x32 10" lines: counter (4 words), key (2 words), expected (4 words)
 PHILOX4X32_KAT = [

@@ -1,4 +1,4 @@
-"""Data-parallel training (scratchgan.distributed, ``train --distributed``; docs/distributed.md).
+"""Data-parallel training (scratchgan.app.distributed, ``train --distributed``; docs/distributed.md).
 
 The tests that need MPI start ``mpiexec -n 2`` in a subprocess and skip, with
 the reason, when mpi4py or mpiexec is missing (``pip install
@@ -37,12 +37,11 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan.checkpoint import load_checkpoint
-from scratchgan.cli import main
-from scratchgan.config import ConfigError, TrainConfig
-from scratchgan.distributed import (Communicator, DistributedError, _gpu_identity, _gpu_sharing_problem, local_shares,
-                                    local_slices)
-from scratchgan.train import RUN_FILES, Trainer
+from scratchgan.app.checkpoint import load_checkpoint
+from scratchgan.app.cli import main
+from scratchgan.app.config import ConfigError, TrainConfig
+from scratchgan.app.distributed import Communicator, DistributedError, _gpu_identity, _gpu_sharing_problem, local_shares, local_slices
+from scratchgan.app.train import RUN_FILES, Trainer
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -60,7 +59,7 @@ needs_mpi = pytest.mark.skipif(not (HAVE_MPI4PY and MPIEXEC),
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(TESTS.parent)] + [os.path.abspath(p) for p in
                                                             os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-SCRATCHGAN = [sys.executable, "-m", "scratchgan.cli"]
+SCRATCHGAN = [sys.executable, "-m", "scratchgan.app.cli"]
 TIMEOUT = 240  # generous: a hang (a rank left waiting) is what several of these tests must not see
 
 
@@ -114,7 +113,7 @@ def test_batch_that_does_not_split_over_the_ranks_is_a_clear_error():
 
 
 def test_options_that_cannot_split_exactly_are_refused_on_several_ranks_only(tmp_path):
-    from scratchgan.config import resolve  # noqa: PLC0415
+    from scratchgan.app.config import resolve  # noqa: PLC0415
 
     config = resolve(TrainConfig(loss="rasgan", batch_size=16))
     with pytest.raises(ConfigError, match="--loss rasgan cannot be trained data-parallel: .*rsgan .*splits exactly"):
@@ -135,7 +134,7 @@ def test_without_mpi4py_the_error_says_what_to_install(monkeypatch, capsys):
 
 
 def test_one_process_never_imports_mpi4py(tmp_path):
-    code = ("import sys\nfrom scratchgan.cli import main\n"
+    code = ("import sys\nfrom scratchgan.app.cli import main\n"
             f"assert main(['train', '--steps', '3', '--batch-size', '8', '--eval-samples', '50', '--quiet', "
             f"'--out', {str(tmp_path / 'run')!r}]) == 0\n"
             "assert 'mpi4py' not in sys.modules, 'a one-process run imported mpi4py'\n")
@@ -313,7 +312,7 @@ def test_a_rank_that_raises_stops_every_rank_with_its_message(tmp_path):
 
 @needs_mpi
 def test_a_rank_that_fails_under_the_command_stops_every_rank_in_one_line(tmp_path):
-    code = ("import sys\nfrom mpi4py import MPI\nimport scratchgan.train as T\n"
+    code = ("import sys\nfrom mpi4py import MPI\nimport scratchgan.app.train as T\n"
             "if MPI.COMM_WORLD.Get_rank() == 1:\n"
             "    original = T.Trainer.g_update\n"
             "    def g_update(self):\n"
@@ -321,7 +320,7 @@ def test_a_rank_that_fails_under_the_command_stops_every_rank_in_one_line(tmp_pa
             "            raise OSError('disk of rank 1 gone')\n"
             "        return original(self)\n"
             "    T.Trainer.g_update = g_update\n"
-            "from scratchgan.cli import main\n"
+            "from scratchgan.app.cli import main\n"
             f"sys.exit(main(['train', '--distributed', '--steps', '50', '--batch-size', '16', '--quiet', "
             f"'--out', {str(tmp_path / 'run')!r}]))\n")
     done = mpirun(sys.executable, "-c", code)
@@ -502,7 +501,7 @@ def test_one_rank_over_nccl_takes_bitwise_the_steps_of_one_process_on_the_gpu(tm
     assert c["record"] == {"loss": 0.0, "name": "kept"} and c["device_record"] == ["Tensor", 0.0, 3.0]
     assert c["calls"] == 1 and c["bytes"] == (6 + 4 + 1) * 8 and c["any"] == [True, False]
     assert c["lr"] == 1e-3 and c["disagreement"] is None
-    # the GPU draws its own random stream (scratchgan.device_rng): the reference is one process on the GPU, and
+    # the GPU draws its own random stream (scratchgan.backend.device_rng): the reference is one process on the GPU, and
     # one rank's reduction (a copy, divided by 1) leaves it bitwise as it was
     want = reference("toy", tmp_path, backend="cupy")
     with np.load(tmp_path / "toy-rank0.npz") as got:
@@ -546,7 +545,7 @@ def test_two_ranks_over_nccl_take_the_steps_of_one_process_on_the_gpu(tmp_path):
     done = mpirun(sys.executable, WORKER, "nccl", tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "rank0.json").read_text())["transport"] == "nccl"
-    want = reference("toy", tmp_path, backend="cupy")  # the GPU's own random stream (scratchgan.device_rng)
+    want = reference("toy", tmp_path, backend="cupy")  # the GPU's own random stream (scratchgan.backend.device_rng)
     with np.load(tmp_path / "toy-rank0.npz") as got:
         assert_close(dict(got), want, rtol=1e-8)  # a GPU's float64 sums are ordered otherwise again
 

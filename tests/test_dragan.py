@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import losses
-from scratchgan.losses import dragan_penalty
+from scratchgan.gan import losses
+from scratchgan.gan.losses import dragan_penalty
 
 F64 = "float64"
 
@@ -171,9 +171,9 @@ def test_validation_and_no_grad():
 
 
 def test_trainer_option(tmp_path):
-    from scratchgan.config import TrainConfig
-    from scratchgan.models import critic_norm
-    from scratchgan.train import Trainer
+    from scratchgan.app.config import TrainConfig
+    from scratchgan.gan.models import critic_norm
+    from scratchgan.app.train import Trainer
 
     config = TrainConfig(data="grid25", loss="ns", z_dim=4, g_hidden=(16,), d_hidden=(16,), batch_size=32, steps=3,
                          dragan=10.0, r1=0.0, log_every=1, sample_every=1000, checkpoint_every=1000,

@@ -1,4 +1,4 @@
-"""GAN-theory properties of scratchgan.losses (docs/losses.md cites these tests by name).
+"""GAN-theory properties of scratchgan.gan.losses (docs/losses.md cites these tests by name).
 
 * saturation of the minimax generator loss versus the non-saturating one;
 * the optimal discriminator D* = p_data / (p_data + p_g) and V(D*) = -log 4 + 2 JSD
@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 import scratchgan as sg
 from scratchgan import nn, optim
-from scratchgan.losses import bce_with_logits, d_loss, g_loss, gradient_penalty
+from scratchgan.gan.losses import bce_with_logits, d_loss, g_loss, gradient_penalty
 
 F64 = "float64"
 

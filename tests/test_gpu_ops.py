@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import backend, cuda_graph, nn, ops
-from scratchgan.device_rng import DeviceGenerator
+from scratchgan import backend, nn, ops
+from scratchgan.accel import cuda_graph
+from scratchgan.backend.device_rng import DeviceGenerator
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy (or its stand-in)")]
 

@@ -2,7 +2,7 @@
 
 A GPU step must copy nothing to or from the host unless the loop logs
 (issue 23): noise, labels, batch indices and penalty factors are drawn on
-the device (scratchgan.device_rng), the data set is uploaded once, the
+the device (scratchgan.backend.device_rng), the data set is uploaded once, the
 record stays on the device. These tests count the transfers with the
 stand-in's counters (``cupy.standin``; on a real GPU those checks are
 skipped and the rest runs), train each architecture, loss, auxiliary head
@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import backend, cuda_graph
-from scratchgan.checkpoint import load_checkpoint
-from scratchgan.config import TrainConfig
-from scratchgan.train import Trainer, TrainingError, host_record
+from scratchgan import backend
+from scratchgan.accel import cuda_graph
+from scratchgan.app.checkpoint import load_checkpoint
+from scratchgan.app.config import TrainConfig
+from scratchgan.app.train import Trainer, TrainingError, host_record
 
 from test_train import assert_bitwise_equal, write_tiny_mnist
 
@@ -94,7 +95,7 @@ def test_each_step_trains_on_the_device_and_copies_nothing_unless_it_logs(tmp_pa
 
 
 def test_the_penalties_check_their_inputs_with_one_read_each_unless_told_not_to(cupy):
-    from scratchgan import losses  # noqa: PLC0415
+    from scratchgan.gan import losses  # noqa: PLC0415
 
     def critic(x):
         return (x * x).sum(axis=1)

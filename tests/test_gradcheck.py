@@ -10,7 +10,7 @@ import pytest
 import scratchgan as sg
 from scratchgan import ops
 from scratchgan.ops.arith import mul
-from scratchgan.engine import make_result
+from scratchgan.autograd.engine import make_result
 
 
 def f64(values, requires_grad=True):

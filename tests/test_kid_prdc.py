@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import image_eval, metrics
-from scratchgan.metrics import kernel_distance, prdc
+from scratchgan.app import image_eval
+from scratchgan.gan import metrics
+from scratchgan.gan.metrics import kernel_distance, prdc
 
 # --------------------------------------------------------------------------- KID: independent implementations
 

@@ -1,4 +1,4 @@
-"""Loss-by-loss checks of scratchgan.losses (docs/losses.md cites these tests by name).
+"""Loss-by-loss checks of scratchgan.gan.losses (docs/losses.md cites these tests by name).
 
 References are written here independently of the library (NumPy, float64).
 GAN-theory properties (saturation, optimal discriminator, Wasserstein and the
@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import scratchgan as sg
-from scratchgan import losses, nn
-from scratchgan.losses import (
-    KINDS, bce_with_logits, clip_weights, d_loss, g_loss, gradient_penalty, r1_penalty, r2_penalty,
-)
+from scratchgan.gan import losses
+from scratchgan import nn
+from scratchgan.gan.losses import KINDS, bce_with_logits, clip_weights, d_loss, g_loss, gradient_penalty, r1_penalty, r2_penalty
 
 F64 = "float64"
 

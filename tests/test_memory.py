@@ -1,4 +1,4 @@
-"""The array cache (scratchgan/memory.py): reuse only when nothing refers to an array, and bounds;
+"""The array cache (scratchgan/accel/memory.py): reuse only when nothing refers to an array, and bounds;
 on only on the CPython versions where this file checked the reference-count rule."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import losses, memory, nn, optim
+from scratchgan.gan import losses
+from scratchgan.accel import memory
+from scratchgan import nn, optim
 
 BIG = (256, 256)  # 256 KiB in float32: at MIN_BYTES
 
@@ -186,7 +188,7 @@ def test_a_bad_switch_value_is_an_error(monkeypatch):
 
 def test_the_switch_is_read_at_import():
     env = {**os.environ, memory.ENV_VAR: "0"}
-    code = "import scratchgan.memory as m; print(m.ENABLED, m.cache_decision()[1])"
+    code = "import scratchgan.accel.memory as m; print(m.ENABLED, m.cache_decision()[1])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "SCRATCHGAN_ARRAY_CACHE=0"]
 

@@ -1,4 +1,4 @@
-"""Tests for scratchgan.metrics with hand-built cases and closed forms."""
+"""Tests for scratchgan.gan.metrics with hand-built cases and closed forms."""
 
 import math
 import subprocess
@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from scratchgan import metrics
-from scratchgan.metrics import (
-    EMPTY_MODE_MASS,
-    class_coverage,
-    classifier_score,
-    feature_statistics,
-    frechet_distance,
-    mode_coverage,
-)
+from scratchgan.gan import metrics
+from scratchgan.gan.metrics import EMPTY_MODE_MASS, class_coverage, classifier_score, feature_statistics, frechet_distance, mode_coverage
 
 
 def ring8():
@@ -308,8 +301,8 @@ def test_class_coverage_errors():
 
 def test_metrics_module_does_not_pull_in_the_classifier():
     """metrics is pure NumPy/SciPy: image evaluation (which trains a classifier on the engine) lives in image_eval."""
-    code = ("import sys, scratchgan.metrics as m; "
-            "assert 'scratchgan.classifier' not in sys.modules and 'scratchgan.image_eval' not in sys.modules; "
+    code = ("import sys, scratchgan.gan.metrics as m; "
+            "assert 'scratchgan.app.classifier' not in sys.modules and 'scratchgan.app.image_eval' not in sys.modules; "
             "assert not hasattr(m, 'evaluate_images')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

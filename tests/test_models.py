@@ -7,14 +7,13 @@ import types
 import numpy as np
 import pytest
 
-from scratchgan import losses, nn
-from scratchgan.config import ARCHS, DCGAN_RECIPE_FC, IMAGE_RECIPE, ConfigError, TrainConfig, recipe_name, resolve
-from scratchgan.engine import no_grad
-from scratchgan.models import (
-    ARCHITECTURES, DCGANDiscriminator, DCGANGenerator, MLPGenerator, build_discriminator, build_generator, critic_norm,
-)
-from scratchgan.tensor import as_tensor
-from scratchgan.train import Trainer
+from scratchgan.gan import losses
+from scratchgan import nn
+from scratchgan.app.config import ARCHS, DCGAN_RECIPE_FC, IMAGE_RECIPE, ConfigError, TrainConfig, recipe_name, resolve
+from scratchgan.autograd.engine import no_grad
+from scratchgan.gan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator, MLPGenerator, build_discriminator, build_generator, critic_norm
+from scratchgan.autograd.tensor import as_tensor
+from scratchgan.app.train import Trainer
 
 
 def images(shape, num_classes=10, name="images"):
@@ -320,7 +319,7 @@ def test_sides_not_divisible_by_4_are_a_clear_error(shape):
 
 
 def test_toy_data_is_a_clear_error():
-    from scratchgan.data import load_dataset
+    from scratchgan.app.data import load_dataset
 
     cfg = config()
     with pytest.raises(ConfigError, match="dcgan architecture needs image data; grid25"):

@@ -7,7 +7,7 @@ import pytest
 
 import scratchgan as sg
 from scratchgan import nn
-from scratchgan.gradcheck import gradcheck, gradgradcheck
+from scratchgan.autograd.gradcheck import gradcheck, gradgradcheck
 
 
 def t64(array, grad=True):
@@ -274,7 +274,7 @@ def test_dropout_train_eval_and_seed(backend):
 
 
 def test_dropout_with_a_device_generator_draws_where_the_tensor_lives(backend):
-    from scratchgan.device_rng import DeviceGenerator
+    from scratchgan.backend.device_rng import DeviceGenerator
 
     x = sg.Tensor(np.ones((200, 50), dtype=np.float32))
     drop = nn.Dropout(0.25, rng=DeviceGenerator(0))

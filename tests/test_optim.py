@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 import scratchgan as sg
 from scratchgan import nn
-from scratchgan.optim import SGD, Adam, Optimizer, RMSprop
+from scratchgan.optim.optimizers import SGD, Adam, Optimizer, RMSprop
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 SHAPE = (3, 2)
@@ -193,7 +193,7 @@ def test_weight_decay_comes_from_the_one_helper_only(backend, monkeypatch, opt_c
     """Every optimizer's array code adds weight decay through ``optim._l2_decayed`` and nowhere else:
     with the helper made the identity, weight_decay=0.1 steps bitwise like weight_decay=0, and the
     helper sees every parameter at every step. (Adam's CuPy kernel has its own term: tests/test_cuda_graph.py.)"""
-    from scratchgan import optim
+    from scratchgan.optim import optimizers as optim
 
     if backend == "cupy" and opt_cls is Adam:
         pytest.skip("Adam on CuPy adds the decay in its fused kernel, checked against the NumPy path in "
@@ -227,7 +227,7 @@ def test_weight_decay_comes_from_the_one_helper_only(backend, monkeypatch, opt_c
 
 
 def test_l2_decayed_is_g_plus_wd_p_in_a_new_array():
-    from scratchgan.optim import _l2_decayed
+    from scratchgan.optim.optimizers import _l2_decayed
 
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
@@ -597,7 +597,7 @@ def test_group_lr_closed_form_with_a_schedule(backend):
 def test_group_state_round_trip_continues_bitwise(backend, name, defaults, group_kw, dtype, tmp_path):
     """Save mid-run (after a schedule changed one group's lr), load into an optimizer built with other
     hyperparameters, through a checkpoint file: the continuation is bitwise the straight run's."""
-    from scratchgan.checkpoint import load_checkpoint, save_checkpoint
+    from scratchgan.app.checkpoint import load_checkpoint, save_checkpoint
 
     cls = {"SGD": SGD, "Adam": Adam, "RMSprop": RMSprop}[name]
     n, k = 10, 5

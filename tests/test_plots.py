@@ -1,4 +1,4 @@
-"""Tests for scratchgan.plots: valid PNGs of the expected size, clear errors."""
+"""Tests for scratchgan.app.plots: valid PNGs of the expected size, clear errors."""
 
 import struct
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from scratchgan.plots import save_image_grid, save_loss_curves, save_toy_scatter
+from scratchgan.app.plots import save_image_grid, save_loss_curves, save_toy_scatter
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

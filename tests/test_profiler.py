@@ -1,4 +1,4 @@
-"""scratchgan.profiler: what `with sg.profile()` records, that its rows add up to the step's time, the table,
+"""scratchgan.study.profiler: what `with sg.profile()` records, that its rows add up to the step's time, the table,
 `scratchgan profile`, and that nothing of it stays on afterwards."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import losses, nn, ops, optim, profiler
-from scratchgan.cli import main
-from scratchgan.engine import _mode
+from scratchgan.gan import losses
+from scratchgan import nn, ops, optim
+from scratchgan.study import profiler
+from scratchgan.app.cli import main
+from scratchgan.autograd.engine import _mode
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
@@ -207,8 +209,8 @@ def test_numpy_profile_does_not_synchronise():
 
 
 def test_profile_command_prints_the_table(tmp_path, capsys):
-    from scratchgan.config import TrainConfig  # noqa: PLC0415
-    from scratchgan.train import Trainer  # noqa: PLC0415
+    from scratchgan.app.config import TrainConfig  # noqa: PLC0415
+    from scratchgan.app.train import Trainer  # noqa: PLC0415
 
     run = tmp_path / "toy"
     Trainer(TrainConfig(g_hidden=(8,), d_hidden=(8,), z_dim=4, batch_size=16, steps=10), run).save()

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import scratchgan as sg
-from scratchgan import losses
-from scratchgan.losses import d_loss, g_loss
+from scratchgan.gan import losses
+from scratchgan.gan.losses import d_loss, g_loss
 
 F64 = "float64"
 
@@ -237,7 +237,7 @@ def test_errors():
 
 
 def _tiny(**overrides):
-    from scratchgan.config import TrainConfig
+    from scratchgan.app.config import TrainConfig
 
     base = dict(data="grid25", z_dim=4, g_hidden=(16,), d_hidden=(16,), batch_size=32, steps=3,
                 log_every=1, sample_every=1000, checkpoint_every=1000, eval_samples=200, ema_decay=0.0)
@@ -247,8 +247,8 @@ def _tiny(**overrides):
 
 @pytest.mark.parametrize("loss", ["rsgan", "rasgan"])
 def test_trainer_runs_them_and_the_generator_step_sees_a_real_batch(tmp_path, monkeypatch, loss):
-    from scratchgan.config import resolve
-    from scratchgan.train import Trainer
+    from scratchgan.app.config import resolve
+    from scratchgan.app.train import Trainer
 
     config = resolve(_tiny(loss=loss))  # the author's recipe: Adam 2e-4, betas (0.5, 0.999), one D step
     assert (config.optimizer, config.lr_g, config.lr_d, tuple(config.betas), config.n_critic) == \

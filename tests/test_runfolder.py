@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from scratchgan import checkpoint, runlog
-from scratchgan.checkpoint import load_checkpoint
-from scratchgan.cli import main
-from scratchgan.config import ConfigError, TrainConfig
-from scratchgan.train import ResumeStepsError, RunExistsError, RunWarning, SaveError, Trainer, TrainingError
+from scratchgan.app import checkpoint, runlog
+from scratchgan.app.checkpoint import load_checkpoint
+from scratchgan.app.cli import main
+from scratchgan.app.config import ConfigError, TrainConfig
+from scratchgan.app.train import ResumeStepsError, RunExistsError, RunWarning, SaveError, Trainer, TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--g-hidden", "16", "--d-hidden", "16", "--z-dim", "4", "--batch-size", "32", "--quiet",
@@ -236,7 +236,7 @@ def test_resume_to_fewer_steps_than_done_is_refused_and_changes_nothing(capsys, 
 
 _HOLDER = textwrap.dedent("""
     import sys
-    from scratchgan.runlog import RunLock
+    from scratchgan.app.runlog import RunLock
     with RunLock(sys.argv[1]):
         print("held", flush=True)
         sys.stdin.read()  # until the test closes our stdin
@@ -280,7 +280,7 @@ def test_lock_is_one_per_folder_within_a_process_and_released_on_errors(tmp_path
 def test_second_concurrent_training_is_refused_then_sigkill_leaves_a_lock_that_is_taken_over(capsys, tmp_path):
     """A real training process holds the folder: a second writer is refused, readers are not; SIGKILL frees it."""
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "scratchgan.cli", "train", "--out", str(run), "--steps", "1000000",
+    proc = subprocess.Popen([sys.executable, "-m", "scratchgan.app.cli", "train", "--out", str(run), "--steps", "1000000",
                              "--checkpoint-every", "5", *TINY], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=env())
     try:
@@ -452,7 +452,7 @@ def test_metrics_with_a_cut_last_line_still_resume(tmp_path):
 
 
 def test_failed_picture_warns_and_the_run_goes_on(tmp_path, monkeypatch):
-    from scratchgan import plots
+    from scratchgan.app import plots
 
     def denied(path, *args, **kwargs):
         Path(path).write_bytes(b"half a png")
@@ -471,7 +471,7 @@ def test_failed_picture_warns_and_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_failed_picture_keeps_the_previous_one(tmp_path, monkeypatch):
-    from scratchgan import plots
+    from scratchgan.app import plots
 
     run = tmp_path / "run"
     trainer = Trainer(tiny(steps=2), run)

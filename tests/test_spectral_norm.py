@@ -351,7 +351,7 @@ def test_embedding_and_float32(backend):
 
 
 def _tiny_config(tmp_path, **overrides):
-    from scratchgan.config import TrainConfig
+    from scratchgan.app.config import TrainConfig
 
     base = dict(data="grid25", loss="hinge", spectral_norm=True, z_dim=4, g_hidden=(16,), d_hidden=(16,),
                 batch_size=32, steps=6, log_every=1, sample_every=1000, checkpoint_every=1000, eval_samples=200,
@@ -373,8 +373,8 @@ def _tiny_config(tmp_path, **overrides):
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
 def test_trainer_resume_restores_u_v_exactly(tmp_path, arch):
     """6 steps straight == 3 steps, checkpoint, resume, 3 steps: bitwise, u and v included."""
-    from scratchgan.checkpoint import load_checkpoint
-    from scratchgan.train import Trainer
+    from scratchgan.app.checkpoint import load_checkpoint
+    from scratchgan.app.train import Trainer
 
     data = dict(data="mnist", arch="dcgan") if arch == "dcgan" else {}
     straight = Trainer(_tiny_config(tmp_path, **data), tmp_path / "straight")
@@ -400,9 +400,9 @@ def test_trainer_resume_restores_u_v_exactly(tmp_path, arch):
 
 def test_sngan_discriminator_layers(tmp_path):
     """--spectral-norm: every Linear/Conv of D normalised, no batch norm, the hinge recipe's optimiser."""
-    from scratchgan.config import resolve
-    from scratchgan.models import critic_norm
-    from scratchgan.train import Trainer
+    from scratchgan.app.config import resolve
+    from scratchgan.gan.models import critic_norm
+    from scratchgan.app.train import Trainer
 
     trainer = Trainer(_tiny_config(tmp_path, data="mnist", arch="dcgan", steps=1), tmp_path / "run")
     c = trainer.config

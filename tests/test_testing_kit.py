@@ -19,12 +19,10 @@ import pytest
 from hypothesis import given, settings
 
 import scratchgan as sg
-from scratchgan import losses, ops
-from scratchgan.engine import make_result
-from scratchgan.testing import (
-    EXTREME_LOGITS, Critic, PropertyFailed, Report, batches, check_gan_loss, check_gradients, check_penalty, critics,
-    distributions, logits,
-)
+from scratchgan.gan import losses
+from scratchgan import ops
+from scratchgan.autograd.engine import make_result
+from scratchgan.testing import EXTREME_LOGITS, Critic, PropertyFailed, Report, batches, check_gan_loss, check_gradients, check_penalty, critics, distributions, logits
 from scratchgan.testing.builtin import CHECKS
 
 # --------------------------------------------------------------------------- user losses, good and bad

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchgan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from scratchgan.config import ConfigError, TrainConfig
-from scratchgan.train import Trainer, TrainingError
+from scratchgan.app.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scratchgan.app.config import ConfigError, TrainConfig
+from scratchgan.app.train import Trainer, TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_resume_is_bitwise_exact(tmp_path, case):
     with pytest.raises(KeyboardInterrupt):
         Trainer(tiny(steps=6, **overrides), tmp_path / "split").run(progress=False, on_log=stop_at_3)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "scratchgan.cli", "train", "--resume", "--out",
+    done = subprocess.run([sys.executable, "-m", "scratchgan.app.cli", "train", "--resume", "--out",
                            str(tmp_path / "split"), "--steps", "6", "--quiet"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -152,7 +152,7 @@ def test_every_loss_trains_a_few_steps(tmp_path, loss):
 
 
 def test_loss_defaults_follow_the_papers():
-    from scratchgan.config import resolve
+    from scratchgan.app.config import resolve
 
     wgan = resolve(TrainConfig(loss="wgan"))
     assert (wgan.optimizer, wgan.lr_d, wgan.clip_value, wgan.n_critic) == ("rmsprop", 5e-5, 0.01, 5)
@@ -250,9 +250,9 @@ def test_sample_refuses_labels_out_of_range(tmp_path):
 
 def test_default_networks_have_the_weights_of_before_the_move_to_models():
     """Seed 0 of the default config: the same initial weights as the builders in train.py gave (pinned)."""
-    from scratchgan.config import resolve
-    from scratchgan.data import load_dataset
-    from scratchgan.models import build_discriminator, build_generator
+    from scratchgan.app.config import resolve
+    from scratchgan.app.data import load_dataset
+    from scratchgan.gan.models import build_discriminator, build_generator
 
     config, data = resolve(TrainConfig()), load_dataset("grid25")
     rng = np.random.default_rng([0, 0])  # the Trainer's init stream; G first, then D
@@ -278,9 +278,9 @@ def test_gan_networks_keep_the_leaky_relu_slope_0_2(tmp_path):
 def test_architecture_is_looked_up_in_the_registry():
     import types
 
-    from scratchgan.config import resolve
-    from scratchgan.data import load_dataset
-    from scratchgan.models import ARCHITECTURES, MLPGenerator, build_generator
+    from scratchgan.app.config import resolve
+    from scratchgan.app.data import load_dataset
+    from scratchgan.gan.models import ARCHITECTURES, MLPGenerator, build_generator
 
     assert "mlp" in ARCHITECTURES
     config, data = resolve(tiny()), load_dataset("grid25")
@@ -295,7 +295,7 @@ def test_architecture_is_looked_up_in_the_registry():
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "scratchgan.cli", "train", "--out", str(out), "--steps", "100000",
+    proc = subprocess.Popen([sys.executable, "-m", "scratchgan.app.cli", "train", "--out", str(out), "--steps", "100000",
                              "--g-hidden", "16", "--d-hidden", "16", "--batch-size", "16", "--log-every", "1",
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
@@ -314,7 +314,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
 def test_label_smoothing_reaches_the_discriminator_loss(tmp_path, monkeypatch):
     """``label_smoothing`` s makes D's real target 1 - s: the loss of a step against the closed form."""
-    from scratchgan import losses
+    from scratchgan.gan import losses
 
     seen = []
     original = losses.d_loss

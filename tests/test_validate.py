@@ -1,4 +1,4 @@
-"""scratchgan.validate: the argument validators, and the one ``rng`` policy every module follows.
+"""scratchgan.backend.validate: the argument validators, and the one ``rng`` policy every module follows.
 
 The policy: a numpy.random.Generator is used as it is, an int seed gives
 np.random.default_rng(seed), None is the global generator that
@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import losses, nn, validate
-from scratchgan import random as sg_random
-from scratchgan.data import load_dataset, ring8
+from scratchgan.gan import losses
+from scratchgan import nn
+from scratchgan.backend import validate
+from scratchgan.autograd import random as sg_random
+from scratchgan.app.data import load_dataset, ring8
 
 # --------------------------------------------------------------------------- as_generator
 

@@ -1,4 +1,4 @@
-"""scratchgan.viz: DOT export of recorded graphs with known node and edge counts, render, capture, `scratchgan graph`.
+"""scratchgan.study.viz: DOT export of recorded graphs with known node and edge counts, render, capture, `scratchgan graph`.
 
 The DOT text is read back by a small parser written here (Graphviz is not
 needed); where Graphviz's ``dot`` is installed the text is also rendered with it.
@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 import scratchgan as sg
-from scratchgan import losses, nn, ops, viz
-from scratchgan.cli import main
-from scratchgan.engine import _mode
+from scratchgan.gan import losses
+from scratchgan import nn, ops
+from scratchgan.study import viz
+from scratchgan.app.cli import main
+from scratchgan.autograd.engine import _mode
 
 # --------------------------------------------------------------------------- a small DOT parser
 
@@ -334,8 +336,8 @@ def test_capture_draws_each_backward_before_it_frees_the_graph():
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A run folder with the default toy configuration (R1 on), small networks, saved untrained."""
-    from scratchgan.config import TrainConfig  # noqa: PLC0415
-    from scratchgan.train import Trainer  # noqa: PLC0415
+    from scratchgan.app.config import TrainConfig  # noqa: PLC0415
+    from scratchgan.app.train import Trainer  # noqa: PLC0415
 
     out = tmp_path_factory.mktemp("runs") / "toy"
     Trainer(TrainConfig(g_hidden=(8,), d_hidden=(8, 8), z_dim=4, batch_size=16, steps=10), out).save()

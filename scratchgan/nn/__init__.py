@@ -29,19 +29,13 @@ then building a model is reproducible, as in PyTorch). Several layers sharing
 one Generator draw in construction order, which is what :func:`mlp` does.
 """
 
-from .init import (
-    calculate_fans, calculate_gain, constant_, dcgan_init_, kaiming_normal_, kaiming_uniform_, normal_, ones_,
-    pytorch_linear_init_, uniform_, xavier_normal_, xavier_uniform_, zeros_,
-)
+from .init import calculate_fans, calculate_gain, constant_, dcgan_init_, kaiming_normal_, kaiming_uniform_, normal_, ones_, pytorch_linear_init_, uniform_, xavier_normal_, xavier_uniform_, zeros_
 from .container import ModuleDict, ModuleList
 from .conv import Conv2d, ConvTranspose2d
-from .layers import (
-    BatchNorm1d, BatchNorm2d, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, ReLU, Sequential,
-    Sigmoid, Tanh, Unflatten, mlp,
-)
+from .layers import BatchNorm1d, BatchNorm2d, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Tanh, Unflatten, mlp
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import LINEAR_INITS, IncompatibleKeys, Module, Parameter
-from . import utils  # nn.utils.spectral_norm, as torch.nn.utils
+from . import functional, utils  # nn.functional and nn.utils.spectral_norm, as in torch.nn
 
 
 __all__ = [

@@ -15,8 +15,8 @@ import math
 
 from ..ops import conv2d, conv_transpose2d
 from ..ops.conv import _pair
-from ..tensor import Tensor
-from ..validate import as_generator, float_dtype, positive_int
+from ..autograd.tensor import Tensor
+from ..backend.validate import as_generator, float_dtype, positive_int
 from .init import normal_, uniform_, zeros_
 from .module import LINEAR_INITS, Module, _empty_param
 

@@ -2,7 +2,7 @@
 
 Every initializer takes ``rng``: a numpy.random.Generator, an int seed, or None
 for the global generator that :func:`scratchgan.manual_seed` reseeds (the policy
-of :func:`scratchgan.validate.as_generator`).
+of :func:`scratchgan.backend.validate.as_generator`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
-from ..validate import as_generator
+from ..autograd.tensor import Tensor
+from ..backend.validate import as_generator
 from .module import LINEAR_INITS
 
 # --------------------------------------------------------------------------- initializers

@@ -8,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..device_rng import DeviceGenerator
+from ..backend.device_rng import DeviceGenerator
 from ..ops.norm import batch_norm_with_stats
 from ..ops.shape import getitem_unchecked, index_range_violation
 from ..ops import leaky_relu, linear, linear_relu, matmul, mean, mul, pow as pow_, relu, reshape, sigmoid, tanh
-from ..tensor import Tensor, as_tensor
+from ..autograd.tensor import Tensor, as_tensor
 from .init import _init_linear, normal_, ones_
-from ..validate import as_generator, float_dtype, positive_int
+from ..backend.validate import as_generator, float_dtype, positive_int
 from .container import _ListOps
 from .module import LINEAR_INITS, Module, _empty_param
 
@@ -38,7 +38,7 @@ class Linear(Module):
     rng : numpy.random.Generator, int or None
         Source of the initial values (drawn on the host); None: the global
         generator that :func:`scratchgan.manual_seed` reseeds (see
-        :func:`scratchgan.validate.as_generator`).
+        :func:`scratchgan.backend.validate.as_generator`).
     dtype : {"float32", "float64"}
 
     Attributes
@@ -292,7 +292,7 @@ class Dropout(Module):
         host, so NumPy and CuPy runs drop the same elements for the same seed;
         the mask is then uploaded at each call on CuPy, which a captured CUDA
         graph cannot do (refused there). A
-        :class:`scratchgan.device_rng.DeviceGenerator` draws them where the
+        :class:`scratchgan.backend.device_rng.DeviceGenerator` draws them where the
         tensor lives, with no transfer (capturable). None: the global host
         generator (:func:`scratchgan.manual_seed`), looked up at each call.
     """
@@ -314,7 +314,7 @@ class Dropout(Module):
             return mul(x, as_tensor((keep * scale).astype(x.dtype)))
         backend._refuse_during_capture(
             "Dropout in training mode", "uploads a mask drawn on the host (give it "
-            "rng=scratchgan.device_rng.DeviceGenerator(seed) to draw on the device, or use eval mode)")
+            "rng=scratchgan.backend.device_rng.DeviceGenerator(seed) to draw on the device, or use eval mode)")
         keep = as_generator(self.rng, "Dropout").random(x.shape) >= self.p
         mask = (keep * scale).astype(x.dtype)
         return mul(x, as_tensor(backend.array_module(x.data).asarray(mask)))

@@ -1,6 +1,6 @@
 """Loss modules with PyTorch's names: ``nn.BCEWithLogitsLoss``, ``nn.BCELoss``, ``nn.MSELoss``, ``nn.CrossEntropyLoss``.
 
-Thin wrappers over :mod:`scratchgan.losses` and the ops, so that a PyTorch
+Thin wrappers over :mod:`scratchgan.gan.losses` and the ops, so that a PyTorch
 tutorial's ``criterion = nn.BCEWithLogitsLoss(); loss = criterion(output,
 label)`` ports by changing the imports. ``reduction`` is ``"mean"`` (the
 default), ``"sum"`` or ``"none"``, as in PyTorch. Unlike PyTorch, ``input``
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import losses as _losses
+from .functional import bce_with_logits
 from .. import backend
 from ..ops import clip, div, log, log_softmax, mean, mul, reshape, softplus, sub, sum as sum_, transpose
 from ..ops.shape import getitem_unchecked, index_range_violation
-from ..tensor import Tensor, as_tensor
+from ..autograd.tensor import Tensor, as_tensor
 from .module import Module
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -53,14 +53,14 @@ class _Loss(Module):
 class BCEWithLogitsLoss(_Loss):
     r"""Binary cross-entropy on logits: :math:`\ell(x, z) = z\,\mathrm{softplus}(-x) + (1-z)\,\mathrm{softplus}(x)`.
 
-    Stable for every finite logit (see :func:`scratchgan.losses.bce_with_logits`,
+    Stable for every finite logit (see :func:`scratchgan.gan.losses.bce_with_logits`,
     which the default ``reduction="mean"`` calls).
     """
 
     def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002
         target = _target_like(input, target, "BCEWithLogitsLoss")
         if self.reduction == "mean":
-            return _losses.bce_with_logits(input, target)
+            return bce_with_logits(input, target)
         return self._reduce(mul(target, softplus(-input)) + mul(sub(1.0, target), softplus(input)))
 
 

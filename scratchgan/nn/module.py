@@ -10,14 +10,14 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor, as_tensor
-from ..validate import as_generator, float_dtype, positive_int
+from ..autograd.tensor import Tensor, as_tensor
+from ..backend.validate import as_generator, float_dtype, positive_int
 
 LINEAR_INITS = ("pytorch", "xavier", "he", "dcgan")
 
 # --------------------------------------------------------------------------- helpers
 
-# The validators live in scratchgan.validate; these old private names stay for code that still imports them.
+# The validators live in scratchgan.backend.validate; these old private names stay for code that still imports them.
 _float_dtype = float_dtype
 _positive_int = positive_int
 _as_generator = as_generator

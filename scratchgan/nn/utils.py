@@ -46,10 +46,10 @@ import numbers
 import numpy as np
 
 from .. import backend
-from ..engine import no_grad
+from ..autograd.engine import no_grad
 from ..ops import sum as _sum
-from ..tensor import Tensor, as_tensor
-from ..validate import as_generator
+from ..autograd.tensor import Tensor, as_tensor
+from ..backend.validate import as_generator
 from .conv import ConvTranspose2d
 from .layers import Linear
 from .module import Module, Parameter

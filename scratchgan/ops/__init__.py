@@ -4,9 +4,7 @@ Dependencies run one way: ``shape`` <- ``arith`` <- ``reduce``, ``activation``
 <- ``fused``; ``reduce`` <- ``conv``, ``softmax``, ``norm`` (no import cycle inside the package).
 """
 
-from .arith import (
-    abs, add, clip, div, eq, exp, ge, gt, le, log, lt, matmul, maximum, minimum, mul, ne, neg, pow, sqrt, sub, where,
-)
+from .arith import abs, add, clip, div, eq, exp, ge, gt, le, log, lt, matmul, maximum, minimum, mul, ne, neg, pow, sqrt, sub, where
 from .activation import leaky_relu, log_sigmoid, relu, sigmoid, softplus, tanh
 from .conv import conv2d, conv2d_weight, conv_transpose2d
 from .fused import linear, linear_relu, mean_softplus
@@ -14,6 +12,10 @@ from .norm import batch_norm
 from .reduce import max, mean, min, sum
 from .softmax import log_softmax, softmax
 from .shape import astype, broadcast_to, concatenate, getitem, index_add_zeros, reshape, swapaxes, transpose
+from . import tensor_methods
+from ..autograd.tensor import Tensor
+
+tensor_methods.attach(Tensor)  # a + b, a @ b, a.sum(), ...: see tensor_methods.py
 
 __all__ = [
     "abs", "add", "astype", "batch_norm", "broadcast_to", "clip", "concatenate", "conv2d", "conv2d_weight", "conv_transpose2d", "div", "eq", "exp", "ge", "getitem", "gt",

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, kernels, memory
-from ..engine import is_grad_enabled, make_result, wrap_array
-from ..tensor import Tensor
+from .. import backend
+from ..accel import kernels, memory
+from ..autograd.engine import is_grad_enabled, make_result, wrap_array
+from ..autograd.tensor import Tensor
 from .arith import mul, neg, sub
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, memory
-from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
-from ..tensor import Tensor
+from .. import backend
+from ..accel import memory
+from ..autograd.engine import binary_operands, is_grad_enabled, make_result, wrap_array
+from ..autograd.tensor import Tensor
 from .shape import reshape, swapaxes
 
 

@@ -50,7 +50,7 @@ and columns that survive the crop into a dense (N, OH, OW, C_out) output,
 returned as its NCHW view. Both run a chunk of samples at a time too (on
 the CPU the product's output is then still in cache when the adds read it).
 
-Large outputs come from :mod:`scratchgan.memory` on the CPU (reused between
+Large outputs come from :mod:`scratchgan.accel.memory` on the CPU (reused between
 steps instead of new blocks from malloc).
 """
 
@@ -60,9 +60,10 @@ import threading
 
 import numpy as np
 
-from .. import backend, memory
-from ..engine import binary_operands, make_result
-from ..tensor import Tensor
+from .. import backend
+from ..accel import memory
+from ..autograd.engine import binary_operands, make_result
+from ..autograd.tensor import Tensor
 from .reduce import sum as sum_
 
 
@@ -191,7 +192,7 @@ def _scratch_array(xp, name: str, shape, dtype):
 
 
 def _empty(xp, shape, dtype):
-    """An output array: from :mod:`scratchgan.memory`'s cache on the CPU, CuPy's pool on a GPU."""
+    """An output array: from :mod:`scratchgan.accel.memory`'s cache on the CPU, CuPy's pool on a GPU."""
     return memory.empty(shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
 
 

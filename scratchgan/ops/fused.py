@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, kernels
-from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
-from ..tensor import Tensor
+from .. import backend
+from ..accel import kernels
+from ..autograd.engine import binary_operands, is_grad_enabled, make_result, wrap_array
+from ..autograd.tensor import Tensor
 from .activation import _stable_sigmoid, _stable_softplus, relu, sigmoid
 from .arith import add, matmul, mul
 from .reduce import sum as sum_
@@ -146,7 +147,7 @@ def mean_softplus(a: Tensor) -> Tensor:
     The same values and gradients, bit for bit, as ``mean(softplus(a))``
     (the stable softplus, then the sum times ``1/N``) with one graph node
     instead of three: it is the whole of the non-saturating and minimax GAN
-    losses (:mod:`scratchgan.losses`), so it runs three times per training
+    losses (:mod:`scratchgan.gan.losses`), so it runs three times per training
     step. Differentiable again (the rule uses ``sigmoid``).
 
     Raises

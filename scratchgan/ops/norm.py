@@ -33,9 +33,10 @@ two paths).
 
 from __future__ import annotations
 
-from .. import backend, memory
-from ..engine import binary_operands, is_grad_enabled, make_result, wrap_array
-from ..tensor import Tensor
+from .. import backend
+from ..accel import memory
+from ..autograd.engine import binary_operands, is_grad_enabled, make_result, wrap_array
+from ..autograd.tensor import Tensor
 from .arith import add, mul, pow, sub
 from .reduce import mean
 from .reduce import sum as sum_

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..engine import make_result
-from ..tensor import Tensor
+from ..autograd.engine import make_result
+from ..autograd.tensor import Tensor
 from .arith import div, mul
 from .shape import broadcast_to, reshape
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..engine import is_grad_enabled, make_result, wrap_array
-from ..tensor import Tensor
+from ..autograd.engine import is_grad_enabled, make_result, wrap_array
+from ..autograd.tensor import Tensor
 
 
 def reshape_backward(g, out, needs):

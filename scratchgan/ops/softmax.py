@@ -29,14 +29,14 @@ Both rules are written with differentiable ops on the op's own output
 definition per derivative: no first-order shortcut on the raw arrays.
 
 The softmax cross-entropy built on :func:`log_softmax` is
-:func:`scratchgan.losses.softmax_cross_entropy`.
+:func:`scratchgan.gan.losses.softmax_cross_entropy`.
 """
 
 from __future__ import annotations
 
 from .. import backend
-from ..engine import make_result
-from ..tensor import Tensor
+from ..autograd.engine import make_result
+from ..autograd.tensor import Tensor
 from .arith import exp, mul, sub
 from .reduce import sum as sum_
 

@@ -26,9 +26,7 @@ except ImportError:  # pragma: no cover - exercised by a subprocess test
         'scratchgan.testing needs hypothesis, which is not installed: pip install "scratchgan[test]"'
     ) from None
 
-from ._checks import (
-    PropertyFailed, PropertyResult, Report, check_gan_loss, check_gradients, check_penalty,
-)
+from ._checks import PropertyFailed, PropertyResult, Report, check_gan_loss, check_gradients, check_penalty
 from ._strategies import EXTREME_LOGITS, Critic, batches, critics, distributions, logits
 
 __all__ = [

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .. import random as _sg_random
-from ..engine import grad
-from ..gradcheck import gradcheck, gradgradcheck
-from ..tensor import Tensor
+from ..autograd import random as _sg_random
+from ..autograd.engine import grad
+from ..autograd.gradcheck import gradcheck, gradgradcheck
+from ..autograd.tensor import Tensor
+from ..backend.validate import set_default_generator
 from ._strategies import _count_pairs, batches, critics, logits
 
 __all__ = ["PropertyFailed", "PropertyResult", "Report", "check_gan_loss", "check_gradients", "check_penalty"]
@@ -239,7 +240,7 @@ def _as_input(value):
 
 
 def check_gradients(fn, *strategies, second_order=False, max_examples=20, eps=1e-6, atol=1e-5, rtol=1e-3):
-    """Run :func:`scratchgan.gradcheck` (and :func:`scratchgan.gradgradcheck`) on inputs drawn by hypothesis.
+    """Run :func:`scratchgan.autograd.gradcheck` (and :func:`scratchgan.gradgradcheck`) on inputs drawn by hypothesis.
 
     Parameters
     ----------
@@ -484,7 +485,7 @@ class _SeededCalls:
         np.random.seed(self.seed)
 
     def __exit__(self, *exc):
-        _sg_random._global = self._sg
+        set_default_generator(self._sg)
         np.random.set_state(self._np)
         return False
 
@@ -527,7 +528,7 @@ def _close(a, b, rtol=1e-7, atol=1e-10):
 
 
 def check_penalty(penalty, *, max_examples=20, linear_value=None, gradient_examples=None, raise_on_failure=True):
-    """Check a gradient penalty with the call shape of :func:`scratchgan.losses.gradient_penalty`.
+    """Check a gradient penalty with the call shape of :func:`scratchgan.gan.losses.gradient_penalty`.
 
     ``penalty(critic, real, fake)`` returns a single-number Tensor; ``critic(x)``
     maps float64 ``(N, D)`` batches to ``(N, 1)`` scores. Bind other arguments

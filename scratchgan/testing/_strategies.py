@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ..tensor import Tensor
+from ..autograd.tensor import Tensor
 
 __all__ = ["EXTREME_LOGITS", "Critic", "batches", "critics", "distributions", "logits"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from .. import losses
+from ..gan import losses
 from ._checks import PropertyFailed, _name, check_gan_loss, check_penalty
 
 __all__ = ["CHECKS", "run_all"]

@@ -7,7 +7,7 @@ Run against the installed package, from any folder::
 
 import pytest
 
-from scratchgan.testing.builtin import CHECKS
+from .builtin import CHECKS
 
 
 @pytest.mark.parametrize("name", list(CHECKS))

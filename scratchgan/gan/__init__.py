@@ -1,0 +1,1 @@
+"""The GAN layer (layer 6): objectives and penalties, models, auxiliary heads, metrics."""
