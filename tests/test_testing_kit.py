@@ -140,6 +140,14 @@ def test_custom_op_with_wrong_backward_rejected():
     assert [r.name for r in report.failures] == ["d_loss_gradient"]
 
 
+def test_generator_loss_with_wrong_backward_rejected():
+    """A right d_loss with a g_loss of one argument whose custom op's backward is off by 2."""
+    message, report = failure(lambda: check_gan_loss(lambda r, f: losses.d_loss("ns", r, f),
+                                                     lambda f: bad_softplus(-f).mean()))
+    assert "property 'g_loss_gradient' failed: the gradient of g_loss with respect to fake_logits[0]" in message
+    assert [r.name for r in report.failures] == ["g_loss_gradient"]
+
+
 def test_whole_batch_norm_rejected():
     message, report = failure(lambda: check_penalty(gp_batch_norm))
     assert "property 'per_sample_independence' failed: the penalty of the batch is" in message

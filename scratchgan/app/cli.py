@@ -115,12 +115,25 @@ def _option(group, flag: str, parse=None, **kwargs) -> None:
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``train``, in the groups ``--help`` shows: one function per group."""
+    _add_data_options(p.add_argument_group("data"))
+    _add_objective_options(p.add_argument_group("objective"))
+    _add_network_options(p.add_argument_group("networks"))
+    _add_optimisation_options(p.add_argument_group("optimisation"))
+    _add_run_options(p.add_argument_group("run"))
+
+
+def _add_data_options(g) -> None:
+    """The dataset and where it lies."""
     d = _DEFAULTS
-    g = p.add_argument_group("data")
     _option(g, "--data", _dataset_name, default=d.data, metavar="DATA",
             help=f"{', '.join(DATASETS)} (default %(default)s)")
     g.add_argument("--data-path", default=None, help="folder or .npz for mnist/fashion-mnist (or set SCRATCHGAN_DATA)")
-    g = p.add_argument_group("objective")
+
+
+def _add_objective_options(g) -> None:
+    """The loss, its recipe, the penalties and regularisers, and the auxiliary heads."""
+    d = _DEFAULTS
     _option(g, "--loss", default=d.loss, help="default %(default)s")
     _option(g, "--recipe", default=d.recipe,
             help="where unset options come from: 'paper' (the loss's paper recipe), 'toy' (the "
@@ -150,7 +163,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
             help="InfoGAN: categories of the one-hot code (0 = none; default %(default)s)")
     _option(g, "--info-continuous", int, default=d.info_continuous,
             help="InfoGAN: continuous codes, uniform on [-1, 1] (0 = none; default %(default)s)")
-    g = p.add_argument_group("networks")
+
+
+def _add_network_options(g) -> None:
+    """G's and D's architecture."""
+    d = _DEFAULTS
     _option(g, "--arch", default=d.arch,
             help="mlp or dcgan (convolutional, images with sides divisible by 4; default: the recipe's, dcgan "
                  "for images, mlp otherwise)")
@@ -171,7 +188,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="SNGAN: spectral normalisation of every Linear/Conv layer of D, and no batch norm in D "
                         "(use with --loss hinge: SNGAN's recipe)")
     _option(g, "--embed-dim", int, default=d.embed_dim)
-    g = p.add_argument_group("optimisation")
+
+
+def _add_optimisation_options(g) -> None:
+    """Steps, batch, optimiser, learning rates and their schedule, the generator's EMA."""
+    d = _DEFAULTS
     _option(g, "--steps", int, default=d.steps,
             help="total generator steps (default: the recipe's, 12000 toy and paper, 4000 image)")
     _option(g, "--batch-size", int, default=d.batch_size, help="default: the recipe's, 128 toy and paper, 64 image")
@@ -187,7 +208,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
             help="step at which the linear decay reaches 0, at least --steps (default: the run's --steps, "
                  "fixed when it starts and saved with the run)")
     _option(g, "--ema-decay", float, default=d.ema_decay, help="generator EMA decay (0 = off; default: the recipe's, 0.999 toy and paper, 0.99 image)")
-    g = p.add_argument_group("run")
+
+
+def _add_run_options(g) -> None:
+    """Seed and device, the run folder (new, resumed or overwritten), logging and distributed training."""
+    d = _DEFAULTS
     _option(g, "--seed", int, default=d.seed)
     _option(g, "--backend", default=None, help="default: SCRATCHGAN_BACKEND or numpy")
     _option(g, "--dtype", default=d.dtype)

@@ -278,6 +278,185 @@ def check_gradients(fn, *strategies, second_order=False, max_examples=20, eps=1e
 # --------------------------------------------------------------------------- check_gan_loss
 
 
+def _generator_call(g_loss, two):
+    """``call_g(fake_logits, real_logits)``: ``g_loss`` given the real logits only when it takes them."""
+    def call_g(f, r):
+        return g_loss(f, r) if two else g_loss(f)
+
+    return call_g
+
+
+def _check_finite_at_extreme_logits(report, d_loss, g_loss, call_g, two, max_examples):
+    """``finite_at_extreme_logits[float64]`` and ``[float32]``: value and gradients finite up to +-1e4 and near 0."""
+    for dtype in ("float64", "float32"):
+        def finite(real_logits, fake_logits, dtype=dtype):
+            r, f = _t(real_logits, dtype), _t(fake_logits, dtype)
+            terms = [("d_loss(real_logits, fake_logits)", lambda: d_loss(r, f), [("real_logits", r), ("fake_logits", f)])]
+            if g_loss is not None:
+                r2, f2 = _t(real_logits, dtype), _t(fake_logits, dtype)
+                args = [("fake_logits", f2)] + ([("real_logits", r2)] if two else [])
+                terms.append(("g_loss(fake_logits)", lambda: call_g(f2, r2), args))
+            for who, call, args in terms:
+                out = _scalar(call(), who)
+                v = float(np.asarray(out.numpy(), dtype=np.float64).reshape(-1)[0])
+                if not np.isfinite(v):
+                    raise AssertionError(f"{who} is {v} in {dtype}")
+                for (name, _), g in zip(args, _grads(out, [t for _, t in args])):
+                    bad = ~np.isfinite(g)
+                    if bad.any():
+                        i = tuple(int(k) for k in np.argwhere(bad)[0])
+                        raise AssertionError(f"the gradient of {who} with respect to {name}{list(i)} is "
+                                             f"{g[i]} in {dtype}")
+
+        _run_property(report, f"finite_at_extreme_logits[{dtype}]", finite,
+                      {"real_logits": logits(dtype=dtype), "fake_logits": logits(dtype=dtype)}, max_examples)
+
+
+def _check_directions(report, d_loss, g_loss, call_g, max_examples):
+    """Where the discriminator is wrong or undecided, each loss moves the way its player wants.
+
+    ``d_loss_falls_as_real_logits_rise`` and ``d_loss_rises_as_fake_logits_rise``
+    for real logits <= 0 <= fake logits; ``g_loss_falls_as_fake_logits_rise``
+    for fake logits <= 0.
+    """
+    wrong_real = logits(extreme=False, min_value=-20.0, max_value=0.0)
+    wrong_fake = logits(extreme=False, min_value=0.0, max_value=20.0)
+    delta = st.floats(1e-2, 1.0)
+
+    def falls_real(real_logits, fake_logits, delta):
+        before = float(d_loss(_t(real_logits, requires_grad=False), _t(fake_logits, requires_grad=False)).item())
+        after = float(d_loss(_t(real_logits + delta, requires_grad=False), _t(fake_logits, requires_grad=False)).item())
+        if not after < before:
+            raise AssertionError(f"raising every real logit by {delta!r} took d_loss from {before!r} to {after!r}; "
+                                 "it must fall (the discriminator becomes more right)")
+
+    def rises_fake(real_logits, fake_logits, delta):
+        before = float(d_loss(_t(real_logits, requires_grad=False), _t(fake_logits, requires_grad=False)).item())
+        after = float(d_loss(_t(real_logits, requires_grad=False), _t(fake_logits + delta, requires_grad=False)).item())
+        if not after > before:
+            raise AssertionError(f"raising every fake logit by {delta!r} took d_loss from {before!r} to {after!r}; "
+                                 "it must rise (the discriminator becomes more wrong)")
+
+    direction = {"real_logits": wrong_real, "fake_logits": wrong_fake, "delta": delta}
+    _run_property(report, "d_loss_falls_as_real_logits_rise", falls_real, direction, max_examples)
+    _run_property(report, "d_loss_rises_as_fake_logits_rise", rises_fake, direction, max_examples)
+
+    if g_loss is not None:
+        def g_falls(real_logits, fake_logits, delta):
+            r = _t(real_logits, requires_grad=False)
+            before = float(call_g(_t(fake_logits, requires_grad=False), r).item())
+            after = float(call_g(_t(fake_logits + delta, requires_grad=False), r).item())
+            if not after < before:
+                raise AssertionError(f"raising every fake logit by {delta!r} took g_loss from {before!r} to "
+                                     f"{after!r}; it must fall (the generator fools the discriminator more)")
+
+        _run_property(report, "g_loss_falls_as_fake_logits_rise", g_falls,
+                      {"real_logits": wrong_fake, "fake_logits": wrong_real, "delta": delta}, max_examples)
+
+
+def _check_fd_gradients(report, d_loss, g_loss, call_g, two, max_examples):
+    """``d_loss_gradient``, ``g_loss_gradient``: the engine's gradients against finite differences."""
+    moderate = logits(extreme=False, min_value=-20.0, max_value=20.0)
+
+    def d_gradient(real_logits, fake_logits):
+        _fd_gradient_check(d_loss, [real_logits, fake_logits], ["real_logits", "fake_logits"], "d_loss")
+
+    _run_property(report, "d_loss_gradient", d_gradient, {"real_logits": moderate, "fake_logits": moderate},
+                  max_examples)
+    if g_loss is not None:
+        def g_gradient(real_logits, fake_logits):
+            if two:
+                _fd_gradient_check(call_g, [fake_logits, real_logits], ["fake_logits", "real_logits"], "g_loss")
+            else:
+                _fd_gradient_check(g_loss, [fake_logits], ["fake_logits"], "g_loss")
+
+        _run_property(report, "g_loss_gradient", g_gradient, {"real_logits": moderate, "fake_logits": moderate},
+                      max_examples)
+
+
+def _cross_entropy_family(report, d_loss, cross_entropy):
+    """Whether ``d_loss`` is of the cross-entropy family: ``d_loss(0, 0) = log 4``, or as ``cross_entropy`` says.
+
+    Detected (``cross_entropy=None``), the answer is reported as ``cross_entropy_family`` (info).
+    """
+    try:
+        at_zero = float(d_loss(_t([0.0], requires_grad=False), _t([0.0], requires_grad=False)).item())
+    except Exception as exc:  # noqa: BLE001
+        at_zero = float("nan")
+        zero_error = f"{type(exc).__name__}: {exc}"
+    else:
+        zero_error = None
+    family = abs(at_zero - LOG4) <= 1e-9 if cross_entropy is None else bool(cross_entropy)
+    if cross_entropy is None:
+        report.results.append(PropertyResult(
+            "cross_entropy_family", "info",
+            (f"d_loss(0, 0) = {at_zero:.12g} = log 4 (V(D = 1/2) = -log 4): the optimal-discriminator property applies"
+             if family else f"d_loss(0, 0) = {at_zero:.6g}, not log 4: not of the cross-entropy family, "
+                            "the optimal-discriminator property is skipped")
+            + (f" ({zero_error})" if zero_error else "")))
+    return family
+
+
+def _check_optimal_discriminator(report, d_loss, cross_entropy, max_examples):
+    r"""``optimal_discriminator``, for the cross-entropy family: ``D* = p / (p + q)`` minimises ``d_loss``.
+
+    On batches drawn with the frequencies of discrete p, q, the table
+    discriminator ``D*`` has zero gradient and the value
+    :math:`\log 4 - 2\,\mathrm{JSD}(p, q)`.
+    """
+    if not _cross_entropy_family(report, d_loss, cross_entropy):
+        if cross_entropy is not None:
+            report.results.append(PropertyResult("optimal_discriminator", "skipped", "cross_entropy=False"))
+        return
+
+    def optimal(counts):
+        c_p, c_q = counts
+        p, q = c_p / c_p.sum(), c_q / c_q.sum()
+        table = _t(np.log(p / q))  # sigma(logit) = p / (p + q) = D*
+        k = len(c_p)
+        real = table[np.repeat(np.arange(k), c_p)]  # a real batch with p's frequencies
+        fake = table[np.repeat(np.arange(k), c_q)]
+        out = _scalar(d_loss(real, fake), "d_loss")
+        m = 0.5 * (p + q)
+        jsd = 0.5 * float(np.sum(p * np.log(p / m))) + 0.5 * float(np.sum(q * np.log(q / m)))
+        expected = LOG4 - 2 * jsd
+        if not abs(out.item() - expected) <= 1e-9 * max(1.0, abs(expected)):
+            raise AssertionError(f"d_loss at D* = p/(p+q) is {out.item()!r}, expected log 4 - 2 JSD(p, q) = "
+                                 f"{expected!r}")
+        (g,) = _grads(out, [table])
+        if not np.all(np.abs(g) <= 1e-9):
+            raise AssertionError(f"the gradient of d_loss at D* = p/(p+q) is {g.tolist()}, not 0: D* does not "
+                                 "minimise the loss")
+
+    _run_property(report, "optimal_discriminator", optimal,
+                  {"counts": _count_pairs(full_support=True)}, max_examples,
+                  detail="D* = p/(p+q) minimises d_loss, with value log 4 - 2 JSD(p, q)")
+
+
+def _report_generator_saturation(report, call_g):
+    """``generator_saturation`` (info) and ``report.saturates``: does dg_loss/dlogit vanish at logit -30?
+
+    Left unset when either slope (at logit 0 or -30) is not finite: the other properties report why.
+    """
+    slopes = []
+    for f in (0.0, -30.0):
+        ft, rt = _t([f]), _t([0.0], requires_grad=False)
+        try:
+            with np.errstate(all="ignore"):
+                slopes.append(float(_grads(_scalar(call_g(ft, rt), "g_loss"), [ft])[0][0]))
+        except Exception:  # noqa: BLE001 - reported by the other properties
+            slopes.append(float("nan"))
+    g0, g30 = slopes
+    if np.isfinite(g0) and np.isfinite(g30):
+        report.saturates = bool(abs(g30) <= 1e-6 * max(abs(g0), 1e-300))
+        report.results.append(PropertyResult(
+            "generator_saturation", "info",
+            f"dg_loss/dlogit is {g0:.3g} at logit 0 and {g30:.3g} at logit -30: "
+            + ("the generator loss SATURATES when the discriminator wins (its gradient vanishes; "
+               "the non-saturating loss keeps a full-size gradient there)" if report.saturates
+               else "it does not saturate when the discriminator wins")))
+
+
 def check_gan_loss(d_loss, g_loss=None, *, max_examples=30, cross_entropy=None, g_takes_real=None,
                    raise_on_failure=True):
     """Check a GAN loss written on logits: ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)``.
@@ -320,145 +499,13 @@ def check_gan_loss(d_loss, g_loss=None, *, max_examples=30, cross_entropy=None, 
     """
     report = Report(f"check_gan_loss({_name(d_loss)}" + (f", {_name(g_loss)})" if g_loss is not None else ")"))
     two = _takes_two(g_loss) if (g_loss is not None and g_takes_real is None) else bool(g_takes_real)
-
-    def call_g(f, r):
-        return g_loss(f, r) if two else g_loss(f)
-
-    # finiteness at extreme logits
-    for dtype in ("float64", "float32"):
-        def finite(real_logits, fake_logits, dtype=dtype):
-            r, f = _t(real_logits, dtype), _t(fake_logits, dtype)
-            terms = [("d_loss(real_logits, fake_logits)", lambda: d_loss(r, f), [("real_logits", r), ("fake_logits", f)])]
-            if g_loss is not None:
-                r2, f2 = _t(real_logits, dtype), _t(fake_logits, dtype)
-                args = [("fake_logits", f2)] + ([("real_logits", r2)] if two else [])
-                terms.append(("g_loss(fake_logits)", lambda: call_g(f2, r2), args))
-            for who, call, args in terms:
-                out = _scalar(call(), who)
-                v = float(np.asarray(out.numpy(), dtype=np.float64).reshape(-1)[0])
-                if not np.isfinite(v):
-                    raise AssertionError(f"{who} is {v} in {dtype}")
-                for (name, _), g in zip(args, _grads(out, [t for _, t in args])):
-                    bad = ~np.isfinite(g)
-                    if bad.any():
-                        i = tuple(int(k) for k in np.argwhere(bad)[0])
-                        raise AssertionError(f"the gradient of {who} with respect to {name}{list(i)} is "
-                                             f"{g[i]} in {dtype}")
-
-        _run_property(report, f"finite_at_extreme_logits[{dtype}]", finite,
-                      {"real_logits": logits(dtype=dtype), "fake_logits": logits(dtype=dtype)}, max_examples)
-
-    wrong_real = logits(extreme=False, min_value=-20.0, max_value=0.0)
-    wrong_fake = logits(extreme=False, min_value=0.0, max_value=20.0)
-    delta = st.floats(1e-2, 1.0)
-
-    def falls_real(real_logits, fake_logits, delta):
-        before = float(d_loss(_t(real_logits, requires_grad=False), _t(fake_logits, requires_grad=False)).item())
-        after = float(d_loss(_t(real_logits + delta, requires_grad=False), _t(fake_logits, requires_grad=False)).item())
-        if not after < before:
-            raise AssertionError(f"raising every real logit by {delta!r} took d_loss from {before!r} to {after!r}; "
-                                 "it must fall (the discriminator becomes more right)")
-
-    def rises_fake(real_logits, fake_logits, delta):
-        before = float(d_loss(_t(real_logits, requires_grad=False), _t(fake_logits, requires_grad=False)).item())
-        after = float(d_loss(_t(real_logits, requires_grad=False), _t(fake_logits + delta, requires_grad=False)).item())
-        if not after > before:
-            raise AssertionError(f"raising every fake logit by {delta!r} took d_loss from {before!r} to {after!r}; "
-                                 "it must rise (the discriminator becomes more wrong)")
-
-    direction = {"real_logits": wrong_real, "fake_logits": wrong_fake, "delta": delta}
-    _run_property(report, "d_loss_falls_as_real_logits_rise", falls_real, direction, max_examples)
-    _run_property(report, "d_loss_rises_as_fake_logits_rise", rises_fake, direction, max_examples)
-
+    call_g = _generator_call(g_loss, two)
+    _check_finite_at_extreme_logits(report, d_loss, g_loss, call_g, two, max_examples)
+    _check_directions(report, d_loss, g_loss, call_g, max_examples)
+    _check_fd_gradients(report, d_loss, g_loss, call_g, two, max_examples)
+    _check_optimal_discriminator(report, d_loss, cross_entropy, max_examples)
     if g_loss is not None:
-        def g_falls(real_logits, fake_logits, delta):
-            r = _t(real_logits, requires_grad=False)
-            before = float(call_g(_t(fake_logits, requires_grad=False), r).item())
-            after = float(call_g(_t(fake_logits + delta, requires_grad=False), r).item())
-            if not after < before:
-                raise AssertionError(f"raising every fake logit by {delta!r} took g_loss from {before!r} to "
-                                     f"{after!r}; it must fall (the generator fools the discriminator more)")
-
-        _run_property(report, "g_loss_falls_as_fake_logits_rise", g_falls,
-                      {"real_logits": wrong_fake, "fake_logits": wrong_real, "delta": delta}, max_examples)
-
-    moderate = logits(extreme=False, min_value=-20.0, max_value=20.0)
-
-    def d_gradient(real_logits, fake_logits):
-        _fd_gradient_check(d_loss, [real_logits, fake_logits], ["real_logits", "fake_logits"], "d_loss")
-
-    _run_property(report, "d_loss_gradient", d_gradient, {"real_logits": moderate, "fake_logits": moderate},
-                  max_examples)
-    if g_loss is not None:
-        def g_gradient(real_logits, fake_logits):
-            if two:
-                _fd_gradient_check(call_g, [fake_logits, real_logits], ["fake_logits", "real_logits"], "g_loss")
-            else:
-                _fd_gradient_check(g_loss, [fake_logits], ["fake_logits"], "g_loss")
-
-        _run_property(report, "g_loss_gradient", g_gradient, {"real_logits": moderate, "fake_logits": moderate},
-                      max_examples)
-
-    # the cross-entropy family: the optimal discriminator
-    try:
-        at_zero = float(d_loss(_t([0.0], requires_grad=False), _t([0.0], requires_grad=False)).item())
-    except Exception as exc:  # noqa: BLE001
-        at_zero = float("nan")
-        zero_error = f"{type(exc).__name__}: {exc}"
-    else:
-        zero_error = None
-    family = abs(at_zero - LOG4) <= 1e-9 if cross_entropy is None else bool(cross_entropy)
-    if cross_entropy is None:
-        report.results.append(PropertyResult(
-            "cross_entropy_family", "info",
-            (f"d_loss(0, 0) = {at_zero:.12g} = log 4 (V(D = 1/2) = -log 4): the optimal-discriminator property applies"
-             if family else f"d_loss(0, 0) = {at_zero:.6g}, not log 4: not of the cross-entropy family, "
-                            "the optimal-discriminator property is skipped")
-            + (f" ({zero_error})" if zero_error else "")))
-    if family:
-        def optimal(counts):
-            c_p, c_q = counts
-            p, q = c_p / c_p.sum(), c_q / c_q.sum()
-            table = _t(np.log(p / q))  # sigma(logit) = p / (p + q) = D*
-            k = len(c_p)
-            real = table[np.repeat(np.arange(k), c_p)]  # a real batch with p's frequencies
-            fake = table[np.repeat(np.arange(k), c_q)]
-            out = _scalar(d_loss(real, fake), "d_loss")
-            m = 0.5 * (p + q)
-            jsd = 0.5 * float(np.sum(p * np.log(p / m))) + 0.5 * float(np.sum(q * np.log(q / m)))
-            expected = LOG4 - 2 * jsd
-            if not abs(out.item() - expected) <= 1e-9 * max(1.0, abs(expected)):
-                raise AssertionError(f"d_loss at D* = p/(p+q) is {out.item()!r}, expected log 4 - 2 JSD(p, q) = "
-                                     f"{expected!r}")
-            (g,) = _grads(out, [table])
-            if not np.all(np.abs(g) <= 1e-9):
-                raise AssertionError(f"the gradient of d_loss at D* = p/(p+q) is {g.tolist()}, not 0: D* does not "
-                                     "minimise the loss")
-
-        _run_property(report, "optimal_discriminator", optimal,
-                      {"counts": _count_pairs(full_support=True)}, max_examples,
-                      detail="D* = p/(p+q) minimises d_loss, with value log 4 - 2 JSD(p, q)")
-    elif cross_entropy is not None:
-        report.results.append(PropertyResult("optimal_discriminator", "skipped", "cross_entropy=False"))
-
-    if g_loss is not None:
-        slopes = []
-        for f in (0.0, -30.0):
-            ft, rt = _t([f]), _t([0.0], requires_grad=False)
-            try:
-                with np.errstate(all="ignore"):
-                    slopes.append(float(_grads(_scalar(call_g(ft, rt), "g_loss"), [ft])[0][0]))
-            except Exception:  # noqa: BLE001 - reported by the other properties
-                slopes.append(float("nan"))
-        g0, g30 = slopes
-        if np.isfinite(g0) and np.isfinite(g30):
-            report.saturates = bool(abs(g30) <= 1e-6 * max(abs(g0), 1e-300))
-            report.results.append(PropertyResult(
-                "generator_saturation", "info",
-                f"dg_loss/dlogit is {g0:.3g} at logit 0 and {g30:.3g} at logit -30: "
-                + ("the generator loss SATURATES when the discriminator wins (its gradient vanishes; "
-                   "the non-saturating loss keeps a full-size gradient there)" if report.saturates
-                   else "it does not saturate when the discriminator wins")))
+        _report_generator_saturation(report, call_g)
     return _finish(report, raise_on_failure)
 
 
