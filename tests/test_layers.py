@@ -32,17 +32,17 @@ LAYERS = {
 }
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
 
 
-def imported_modules(path: Path) -> list[tuple[int, str]]:
+def imported_modules(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
     """``(line, absolute module)`` for every scratchgan import in the file."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    this = module_name(path)
+    this = module_name(path, root)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
     found = []
     for node in ast.walk(tree):
@@ -57,15 +57,15 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
             if target.split(".")[0] != "scratchgan":
                 continue
             if target == "scratchgan":  # from scratchgan import nn, __version__: a module, or the package's own name
-                found += [(node.lineno, f"scratchgan.{a.name}" if is_entry(a.name) else "scratchgan")
+                found += [(node.lineno, f"scratchgan.{a.name}" if is_entry(a.name, root) else "scratchgan")
                           for a in node.names]
             else:
                 found.append((node.lineno, target))
     return found
 
 
-def is_entry(name: str) -> bool:
-    return (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
+def is_entry(name: str, root: Path = PACKAGE) -> bool:
+    return (root / f"{name}.py").exists() or (root / name / "__init__.py").exists()
 
 
 def layer_of(module: str) -> tuple[str, int]:
@@ -81,9 +81,9 @@ def violations(root: Path = PACKAGE) -> list[str]:
     for path in sorted(root.rglob("*.py")):
         if path.name.startswith("test_"):
             continue
-        here = module_name(path)
+        here = module_name(path, root)
         here_top, here_layer = layer_of(here)
-        for line, target in imported_modules(path):
+        for line, target in imported_modules(path, root):
             if target == "scratchgan":  # import scratchgan: the whole package
                 target_top, target_layer = "__init__", LAYERS["__init__"]
             else:
@@ -126,3 +126,35 @@ def test_each_module_imports_on_its_own(module):
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
                           cwd=PACKAGE.parent, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_old_import_paths_give_the_modules_at_their_new_paths():
+    """``import scratchgan.train`` (a path from before the layer folders) is scratchgan.app.train itself."""
+    import importlib
+
+    from scratchgan._old_paths import OLD_PATHS
+
+    for old, new in OLD_PATHS.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    from scratchgan.engine import grad
+    from scratchgan.autograd.engine import grad as new_grad
+
+    assert grad is new_grad
+
+
+def test_conventions_lists_every_moved_module():
+    from scratchgan._old_paths import OLD_PATHS
+
+    text = (PACKAGE.parent / "docs" / "conventions.md").read_text(encoding="utf-8")
+    missing = [old for old, new in OLD_PATHS.items() if old.count(".") == 1 and f"| `{old}` | `{new}` |" not in text]
+    assert missing == []
+
+
+def test_the_readme_table_gives_each_folder_its_layer():
+    import re
+
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    table = {folder: int(layer) for layer, folders in re.findall(r"^\| (\d) \| ([^|]+) \|", text, flags=re.M)
+             for folder in re.findall(r"`([a-z_]+)/`", folders)}
+    folders = {name: layer for name, layer in LAYERS.items() if (PACKAGE / name).is_dir()}
+    assert table == folders
