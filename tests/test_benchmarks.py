@@ -404,3 +404,26 @@ def test_line_reader_gives_up_at_its_time_limit():
         os.close(read_end)
         if write_end is not None:
             os.close(write_end)
+
+
+def test_compare_trees_times_two_trees_and_reports_their_ratio(tmp_path):
+    """The tree compared with a copy of itself in which the step is made slower: the ratio shows it."""
+    import shutil
+
+    root = os.path.dirname(BENCHMARKS)
+    slow = tmp_path / "slow"
+    shutil.copytree(root, slow, ignore=shutil.ignore_patterns(".git", "__pycache__", "docs", "tests", "*.egg-info"))
+    script = slow / "benchmarks" / "gan_step.py"
+    text = script.read_text(encoding="utf-8")
+    # the copy's scratchgan variant sleeps 20 ms per step: about half the speed of a fast tiny step or less
+    text = text.replace("    def step(self, real, z_d, z_g, mark=no_mark):\n",
+                        "    def step(self, real, z_d, z_g, mark=no_mark):\n        import time; time.sleep(0.02)\n", 1)
+    script.write_text(text, encoding="utf-8")
+    args = [sys.executable, os.path.join(BENCHMARKS, "compare_trees.py"), "--baseline", str(slow), "--step", "gan",
+            "--batch-sizes", "4", "--repeats", "2", "--seconds", "0.2", "--pause", "0"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = [line for line in done.stdout.splitlines() if line.startswith("| 4 |")]
+    assert len(row) == 1, done.stdout
+    ratio = float(row[0].split("|")[4])
+    assert ratio > 1.5, done.stdout  # the unchanged tree is faster than the slowed copy
