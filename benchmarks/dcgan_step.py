@@ -513,15 +513,19 @@ def _family(func) -> str:
     rel = path.split("/scratchgan/", 1)[1]
     if rel == "backend/__init__.py" and name == "matmul":
         return "GEMMs (backend.matmul)"
-    if rel == "ops/conv.py":
+    if rel in ("ops/conv.py", "accel/conv.py"):  # the definitions, and their acceleration (the default)
         if name == "_transpose_conv_by_adds":
             return "transposed conv by slice-adds (few output channels): its GEMM + col2im"
         if name == "_transpose_conv_by_phases":
             return "transposed conv by phases: its GEMMs + the phases' im2col and copies"
-        if name in ("_im2col", "_column_chunks", "_windows"):
+        if name == "col2im":
+            return "transposed conv's col2im (definition, reference mode)"
+        if name in ("im2col", "_column_chunks", "windows"):
             return "im2col"
         if name == "_column_products":
             return "GEMMs of conv2d / conv2d_weight (one per chunk of samples)"
+        if name == "_matmul_into":  # NumPy's matmul into a chunk's buffer: every chunked product's GEMM
+            return "GEMMs of the conv chunks (matmul into scratch buffers)"
         return "conv ops: the rest (weight reshapes, checks)"
     if rel.startswith("optim/"):
         return "Adam"

@@ -22,47 +22,37 @@ first-order backward) they compute arrays and record nothing; with
 ``create_graph=True`` they record a graph that can be differentiated again
 (WGAN-GP, R1 through a conv critic). Each derivative has one definition.
 
-How the forward is computed (CPU and GPU, the same code)
---------------------------------------------------------
-*im2col*: the input, viewed channels-last (N, H, W, C) and padded, is seen
-through :func:`as_strided` as the 6-D array of windows (N, OH, OW, kh, kw, C)
-without a copy; one copy turns it into the column matrix (N·OH·OW, kh·kw·C)
-(each run of kw·C values is contiguous in the source, so the copy is fast),
-and one matrix product with the weight (kh·kw·C, O) gives (N·OH·OW, O), i.e.
-the output in NHWC memory. It is returned as the NCHW *view* of that array (a
-transpose, no copy): the next layer's channels-last view of it is then free.
-It runs a chunk of samples at a time, so that no whole-batch column matrix
-(kh·kw/s² times the input: 256 MB for one DCGAN layer at batch 256) is ever
-allocated: about 4 MB of columns per chunk on the CPU, in scratch arrays
-reused from call to call (:func:`_workspace`) so that the product reads them
-from cache, and about 32 MB on a GPU (``_GPU_CHUNK_ELEMENTS``).
+How the forward is computed (the definition, CPU and GPU the same code)
+-----------------------------------------------------------------------
+*im2col* (:func:`im2col`): the input, seen channels-last (N, H, W, C) and
+padded with zeros, is viewed through ``as_strided`` as its windows
+(N, OH, OW, kh, kw, C), without a copy (:func:`windows`); one copy turns them
+into the column matrix (N·OH·OW, kh·kw·C), one row per output pixel. Then:
 
-*col2im* (the transposed convolution), by phases when C_in <= 2 C_out: each of
-the s_h·s_w output phases (every s-th row and column) is a stride-1 convolution of
-the input with the kernel taps that reach it, computed by im2col and one product
-(:func:`_transpose_conv_by_phases`). Otherwise by slice-adds: one product of the input rows
-(N·H·W, C_in) with the weight read as (C_in, kh·kw·C_out) gives, for each
-input pixel, the values it adds at each kernel tap; they are summed into a
-zero buffer with kh·kw slice-adds (never ``add.at``). The buffer is kept
-phase-major, (s_h, s_w, N, H_s, W_s, C_out), so that each slice-add writes
-contiguous rows of W·C_out values; one strided copy per phase moves the rows
-and columns that survive the crop into a dense (N, OH, OW, C_out) output,
-returned as its NCHW view. Both run a chunk of samples at a time too (on
-the CPU the product's output is then still in cache when the adds read it).
+* ``conv2d`` is ``im2col(x) @ W`` with the weight read as (kh·kw·C, O): the
+  output (N·OH·OW, O), i.e. channels-last memory, returned as its NCHW view;
+* ``conv2d_weight`` is ``gy^T @ im2col(x)``, ``gy`` read as (N·OH·OW, O);
+* ``conv_transpose2d`` is the adjoint of im2col (*col2im*, :func:`col2im`):
+  one product of the input rows (N·H·W, C_in) with the weight read as
+  (C_in, kh·kw·C_out) gives, for each input pixel, the kh·kw·C_out values it
+  adds into the output; kh·kw slice-adds (one per kernel tap, each onto every
+  s-th row and column) sum them into a zeroed padded buffer, which is cropped.
 
-Large outputs come from :mod:`scratchgan.accel.memory` on the CPU (reused between
-steps instead of new blocks from malloc).
+The fast path is in :mod:`scratchgan.accel.conv` (registered against the
+forwards here with :func:`~scratchgan.autograd.fastpath.register_forward`):
+the same products a chunk of samples at a time in reused scratch buffers, the
+transposed convolution by output phases, outputs from the array cache, and
+conv_transpose2d's two weight-side gradients from one pass over the columns.
+``scratchgan.reference_mode()`` runs the definitions here alone.
 """
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from .. import backend
-from ..accel import memory
 from ..autograd.engine import binary_operands, make_result
+from ..autograd.fastpath import fast_or
 from ..autograd.tensor import Tensor
 from .reduce import sum as sum_
 
@@ -127,291 +117,86 @@ def _leftover(in_shape, kernel, stride, padding) -> tuple[int, int]:
 # --------------------------------------------------------------------------- im2col, col2im (arrays)
 
 
-def _windows(x_nhwc, kh: int, kw: int, stride, padding, out_hw, padded=None):
-    """The windows (N, OH, OW, kh, kw, C) of a channels-last array (N, H, W, C), a strided view.
+def windows(x_p, kernel, stride, out_hw):
+    """The windows (N, OH, OW, kh, kw, C) of a padded channels-last array ``x_p`` (N, H_p, W_p, C): a view.
 
-    Window ``(n, a, b)``, tap ``(i, j)``, channel ``c`` is ``x_p[n, s_h a + i, s_w b + j, c]``,
-    ``x_p`` the input padded with zeros: into ``padded`` (an (N, H + 2p_h, W + 2p_w, C)
-    scratch array whose borders the caller has zeroed) when it is given, else into a new
-    array; without padding, no copy.
+    Window ``(n, a, b)``, tap ``(i, j)``, channel ``c`` is ``x_p[n, s_h a + i, s_w b + j, c]``:
+    the same memory read with other strides (``as_strided``), no copy.
     """
-    xp = backend.array_module(x_nhwc)
-    n, h, w, c = x_nhwc.shape
-    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
-    if ph or pw:
-        if padded is None:
-            padded = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nhwc.dtype)
-        padded[:, ph:ph + h, pw:pw + w, :] = x_nhwc
-        x_nhwc = padded
-    s_n, s_h, s_w, s_c = x_nhwc.strides
-    return xp.lib.stride_tricks.as_strided(x_nhwc, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+    xp = backend.array_module(x_p)
+    n, _, _, c = x_p.shape
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    s_n, s_h, s_w, s_c = x_p.strides
+    return xp.lib.stride_tricks.as_strided(x_p, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
 
 
-#: Elements of one chunk's column buffer on the CPU (4 MiB in float32): small enough that a product's
-#: operands are still in cache when the next step reads them (measured for the transposed convolution:
-#: 25 % less CPU time than one whole-batch buffer at batch 256, the same at batch 64).
-_CHUNK_ELEMENTS = 1 << 20
+def im2col(x, kernel, stride, padding, out_hw):
+    """The column matrix (N·OH·OW, kh·kw·C) of ``x`` (N, C, H, W): row ``(n, a, b)`` is window ``(a, b)``.
 
-#: Elements of one chunk's column buffer on a GPU (32 MiB in float32). The whole batch's columns would be
-#: far larger (256 MiB for DCGAN's 64 -> 128 layer at batch 256, kh·kw/s² = 4 times its input), and a chunk
-#: this size still gives each GEMM thousands of rows, enough to fill the GPU.
-_GPU_CHUNK_ELEMENTS = 1 << 23
-
-_scratch = threading.local()
-
-
-def _workspace(name: str, shape, dtype):
-    """A scratch array of ``shape`` for the CPU chunk loops, reused from call to call (per thread).
-
-    The chunk loops fill a column buffer (and a padded input, and the phase
-    buffer of the transposed convolution) for every chunk of every
-    convolution of every step; a fresh array each time costs the allocator's
-    page faults (large blocks come from ``mmap``). One buffer per name and
-    dtype, grown when a larger one is asked for, never handed to the caller:
-    a few chunks' worth (``_CHUNK_ELEMENTS``) of memory in all.
-    """
-    size = 1
-    for v in shape:
-        size *= int(v)
-    key = (name, np.dtype(dtype).str)
-    buffers = getattr(_scratch, "buffers", None)
-    if buffers is None:
-        buffers = _scratch.buffers = {}
-    buf = buffers.get(key)
-    if buf is None or buf.size < size:
-        buf = buffers[key] = np.empty(max(size, 1), dtype=dtype)
-    return buf[:size].reshape(shape)
-
-
-def _scratch_array(xp, name: str, shape, dtype):
-    """A chunk loop's scratch array: the reused :func:`_workspace` on the CPU, a new array on a GPU.
-
-    (CuPy's memory pool hands a freed block of the same size straight back.)
-    """
-    return _workspace(name, shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
-
-
-def _empty(xp, shape, dtype):
-    """An output array: from :mod:`scratchgan.accel.memory`'s cache on the CPU, CuPy's pool on a GPU."""
-    return memory.empty(shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
-
-
-def _chunk_size(n: int, per_sample: int, xp=np) -> int:
-    """Samples per chunk: columns of ``_CHUNK_ELEMENTS`` (CPU) or ``_GPU_CHUNK_ELEMENTS`` (GPU), at least one sample."""
-    budget = _CHUNK_ELEMENTS if xp is np else _GPU_CHUNK_ELEMENTS
-    return max(1, min(n, budget // max(per_sample, 1)))
-
-
-def _matmul_into(a, b, out):
-    """``out[...] = a @ b`` for 2-D arrays: into ``out`` directly with NumPy, through
-    :func:`scratchgan.backend.matmul` (capturable) on a GPU."""
-    if isinstance(out, np.ndarray):
-        return np.matmul(a, b, out=out)
-    out[...] = backend.matmul(a, b)
-    return out
-
-
-def _column_chunks(x, kh: int, kw: int, stride, padding, out_hw):
-    """Yield ``(start, m, cols)``: the columns (m·OH·OW, kh·kw·C) of samples ``start .. start + m`` of ``x``.
-
-    im2col a chunk of samples at a time, so that no whole-batch column matrix
-    (kh·kw/s² times the input) is ever allocated. Each chunk's columns are copied
-    into the same buffer, so a caller uses them before asking for the next chunk.
+    Row ``(n, a, b)``, column ``(i, j, c)`` holds ``x_p[n, c, s_h a + i, s_w b + j]``,
+    ``x_p`` the input padded with zeros: so ``im2col(x) @ W`` (W read as
+    (kh·kw·C, O)) sums ``W_{o,c,i,j} x_p[...]`` over each window, a convolution.
     """
     xp = backend.array_module(x)
     n, c, h, w = x.shape
-    (ph, pw), (oh, ow) = padding, out_hw
-    chunk = _chunk_size(n, oh * ow * kh * kw * c, xp)
-    x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    cols = _scratch_array(xp, "columns", (chunk, oh, ow, kh, kw, c), x.dtype)
-    padded = None
-    if ph or pw:
-        padded = _scratch_array(xp, "padded", (chunk, h + 2 * ph, w + 2 * pw, c), x.dtype)
-        padded[...] = 0  # once per call: each chunk rewrites the interior only, the borders stay zero
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        part = cols[:m]
-        part[...] = _windows(x_nhwc[start:start + m], kh, kw, stride, padding, out_hw,
-                             None if padded is None else padded[:m])
-        yield start, m, part.reshape(m * oh * ow, kh * kw * c)
+    (kh, kw), (ph, pw), (oh, ow) = kernel, padding, out_hw
+    x_p = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    x_p[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)  # channels-last: each window row is contiguous
+    return windows(x_p, kernel, stride, out_hw).reshape(n * oh * ow, kh * kw * c)  # the one copy
 
 
-def _column_products(x, kh: int, kw: int, stride, padding, out_hw, w_t=None, gy_rows=None):
-    """The products with ``im2col(x)`` that a convolution needs, from one pass over the columns.
+def col2im(cols, stride, padding, image_hw):
+    """The adjoint of :func:`im2col`: add each window's values back where im2col read them.
 
-    ``y = im2col(x) @ w_t`` (N·OH·OW, O) when ``w_t`` (kh·kw·C, O) is given: the
-    convolution's output; ``gw = gy_rows^T @ im2col(x)`` (O, kh·kw·C) when
-    ``gy_rows`` (N·OH·OW, O) is given: its weight gradient. Returns ``(y, gw)``,
-    ``None`` for a product not asked for. A chunk of samples at a time
-    (:func:`_column_chunks`), each chunk's columns used while they are still
-    in cache (CPU) and in bounded memory (both), the weight gradient summed
-    over the chunks.
+    ``cols`` (N, OH, OW, kh, kw, C) holds, for window ``(a, b)`` and tap ``(i, j)``, a value
+    for ``x_p[n, s_h a + i, s_w b + j, c]``; the values that land on the same pixel are summed
+    (kh·kw slice-adds, tap by tap, into a zeroed padded image), and the padding is cropped.
+    Returns the channels-last image (N, H, W, C) (a view of the padded buffer).
     """
-    xp = backend.array_module(x)
-    rows = out_hw[0] * out_hw[1]
-    y = None if w_t is None else _empty(xp, (x.shape[0] * rows, w_t.shape[1]), x.dtype)
-    gw = partial = None
-    for start, m, cols in _column_chunks(x, kh, kw, stride, padding, out_hw):
-        if y is not None:
-            _matmul_into(cols, w_t, y[start * rows:(start + m) * rows])
-        if gy_rows is not None:
-            g = gy_rows[start * rows:(start + m) * rows].T
-            if gw is None:
-                gw = backend.matmul(g, cols)
-            else:
-                partial = _matmul_into(g, cols, xp.empty_like(gw) if partial is None else partial)
-                gw += partial
-    return y, gw
-
-
-def _phase_rows(size: int, k: int, s: int, out: int, p: int) -> int:
-    """Rows per phase of the phase-major buffer: enough for every window and for the cropped output."""
-    return max(size - 1 + -(-k // s), -(-(out + p) // s))  # output_padding may exceed the padding
-
-
-#: :func:`_transpose_conv_nhwc` computes by phases when C_in <= this x C_out. The phase columns
-#: hold kh·kw·C_in values per input pixel where the slice-adds touch kh·kw·C_out, and copying a
-#: value cost about a third of adding one (DCGAN's 128 -> 64 layer at batch 256 on two cores:
-#: 38.0 against 41.6 ms; its 64 -> 1 layer: 12.0 against 3.9 ms, so that one keeps the adds).
-_PHASES_MAX_CHANNEL_RATIO = 2
-
-
-def _transpose_conv_nhwc(x, weight, stride, padding, out_hw):
-    """The transposed convolution of the array ``x`` (N, C_in, H, W): an NCHW view of an (N, OH, OW, C_out) array.
-
-    Two ways to the same values: :func:`_transpose_conv_by_phases` (products only,
-    on columns of the input) when the input has at most
-    ``_PHASES_MAX_CHANNEL_RATIO`` times the output's channels, else
-    :func:`_transpose_conv_by_adds` (one product, then col2im's slice-adds).
-    """
-    if x.shape[1] <= _PHASES_MAX_CHANNEL_RATIO * weight.shape[1]:
-        return _transpose_conv_by_phases(x, weight, stride, padding, out_hw)
-    return _transpose_conv_by_adds(x, weight, stride, padding, out_hw)
-
-
-def _transpose_conv_by_phases(x, weight, stride, padding, out_hw):
-    """The transposed convolution as s_h·s_w ordinary convolutions, one per output phase (sub-pixel convolution).
-
-    Padded output row ``s_h u + r`` (phase ``r``, row ``u`` of that phase) receives
-    input row ``u - d`` through kernel row ``r + s_h d`` for every ``d`` with
-    ``r + s_h d < k_h``, and no other. So phase ``r`` is a stride-1 correlation of
-    the input, padded with ``D - 1`` zero rows in front (``D = ceil(k_h / s_h)``),
-    with the kernel rows ``r, r + s_h, ...`` in reverse order; likewise columns.
-    Each phase is computed for the output rows and columns that survive the crop
-    only, by im2col and one product whose output rows are its values: no adds,
-    no zeroed buffer. The phase's values are then copied into every ``s_h``-th
-    row and ``s_w``-th column of the dense (N, OH, OW, C_out) output. A chunk
-    of samples at a time, with scratch arrays (reused from call to call on the CPU).
-    """
-    xp = backend.array_module(x)
-    n, c_in, h, w = x.shape
-    _, c, kh, kw = weight.shape
-    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
-    dh, dw = -(-kh // sh), -(-kw // sw)  # the most kernel rows (columns) that one phase uses
-    row_phases, col_phases = _crop_phases(oh, sh, ph), _crop_phases(ow, sw, pw)
-    hp = max(h, max(u0 + na for _, _, u0, na in row_phases)) + dh - 1  # padded input: the input at (dh-1, dw-1)
-    wp = max(w, max(v0 + nb for _, _, v0, nb in col_phases)) + dw - 1
-    max_rows = max(na for *_, na in row_phases) * max(nb for *_, nb in col_phases)  # output pixels per phase
-    chunk = _chunk_size(n, max_rows * dh * dw * c_in, xp)
-    # (r, t) -> (taps_r, taps_t, (taps_r · taps_t · C_in, C_out)): the phase's kernel taps in window order
-    sub_weights = {}
-    for r, *_ in row_phases:
-        for t, *_ in col_phases:
-            if r < kh and t < kw:  # kernel rows r, r + s_h, ... in reverse (slices: no index array to upload)
-                sub = weight[:, :, r::sh, t::sw][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
-                sub_weights[r, t] = sub.shape[0], sub.shape[1], xp.ascontiguousarray(sub).reshape(-1, c)
-    x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    out = _empty(xp, (n, oh, ow, c), x.dtype)
-    padded = _scratch_array(xp, "padded", (chunk, hp, wp, c_in), x.dtype)
-    cols_buf = _scratch_array(xp, "columns", (chunk * max_rows * dh * dw * c_in,), x.dtype)
-    res_buf = _scratch_array(xp, "phase_values", (chunk * max_rows * c,), x.dtype)
-    padded[...] = 0  # once per call: each chunk rewrites the interior only
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        x_p = padded[:m]
-        x_p[:, dh - 1:dh - 1 + h, dw - 1:dw - 1 + w, :] = x_nhwc[start:start + m]
-        s_n, s_h, s_w, s_c = x_p.strides
-        for r, a0, u0, na in row_phases:
-            for t, b0, v0, nb in col_phases:
-                dst = out[start:start + m, a0::sh, b0::sw, :]  # (m, na, nb, C_out), every s-th row and column
-                if (r, t) not in sub_weights:  # a kernel smaller than the stride: no tap reaches this phase
-                    dst[...] = 0
-                    continue
-                di, dj, sub = sub_weights[r, t]
-                first = x_p[:, u0 + dh - di:, v0 + dw - dj:, :]  # window (u, v) starts at row u0 + u + dh - di
-                windows = xp.lib.stride_tricks.as_strided(first, (m, na, nb, di, dj, c_in),
-                                                          (s_n, s_h, s_w, s_h, s_w, s_c))
-                rows = m * na * nb
-                cols = cols_buf[:rows * di * dj * c_in].reshape(m, na, nb, di, dj, c_in)
-                cols[...] = windows
-                values = _matmul_into(cols.reshape(rows, di * dj * c_in), sub, res_buf[:rows * c].reshape(rows, c))
-                dst[...] = values.reshape(m, na, nb, c)
-    return out.transpose(0, 3, 1, 2)
-
-
-def _transpose_conv_by_adds(x, weight, stride, padding, out_hw):
-    """col2im by slice-adds: :func:`_transpose_conv_nhwc` for few output channels per input channel.
-
-    Each input pixel's row ``x[n, :, a, b]`` times the weight, read as the matrix
-    (C_in, (i, j, o)), gives the kh·kw·C_out values it adds at ``y_p[n, o, s_h a + i,
-    s_w b + j]`` (col2im, the adjoint of im2col). A chunk of samples at a time
-    (bounded memory on both backends): one 2-D product into a reused column buffer, then kh·kw
-    slice-adds into a zeroed *phase-major* buffer, where padded row ``s_h u + r`` lives
-    at ``buf[r, :, :, u]`` (likewise columns), so that each add writes contiguous rows
-    of W·C_out values (never ``add.at``); then one strided copy per phase moves the
-    rows and columns that survive the crop into a contiguous (N, OH, OW, C_out) output,
-    so that the ops after it (batch norm, activations) read a dense array.
-    """
-    xp = backend.array_module(x)
-    n, c_in, h, w = x.shape
-    _, c, kh, kw = weight.shape
-    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
-    hs, ws = _phase_rows(h, kh, sh, oh, ph), _phase_rows(w, kw, sw, ow, pw)
-    chunk = _chunk_size(n, h * w * kh * kw * c, xp)
-    w_cols = weight.transpose(0, 2, 3, 1).reshape(c_in, kh * kw * c)  # (C_in, (i, j, o)): a small copy
-    x_nhwc = x.transpose(0, 2, 3, 1)  # channels-last view: no copy
-    out = _empty(xp, (n, oh, ow, c), x.dtype)
-    buf = _scratch_array(xp, "phases", (sh, sw, chunk, hs, ws, c), x.dtype)
-    cols_buf = _scratch_array(xp, "columns", (chunk * h * w, kh * kw * c), x.dtype)
-    # output row a is padded row a + p_h: phase (a + p_h) mod s_h, row (a + p_h) // s_h of that phase
-    row_phases = _crop_phases(oh, sh, ph)
-    col_phases = _crop_phases(ow, sw, pw)
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        rows = x_nhwc[start:start + m].reshape(m * h * w, c_in)  # a copy only for NCHW-contiguous inputs
-        cols = _matmul_into(rows, w_cols, cols_buf[:m * h * w]).reshape(m, h, w, kh, kw, c)
-        part = buf[:, :, :m]
-        part[...] = 0
-        for i in range(kh):
-            u = i // sh
-            for j in range(kw):
-                v = j // sw
-                part[i % sh, j % sw, :, u:u + h, v:v + w, :] += cols[:, :, :, i, j, :]
-        for r, a0, u0, na in row_phases:
-            for t, b0, v0, nb in col_phases:
-                out[start:start + m, a0::sh, b0::sw, :] = part[r, t, :, u0:u0 + na, v0:v0 + nb, :]
-    return out.transpose(0, 3, 1, 2)
-
-
-def _crop_phases(out_size: int, s: int, p: int) -> list:
-    """For each phase ``r`` that reaches the cropped output: ``(r, first output index, first phase row, count)``.
-
-    Output index ``a`` is padded index ``a + p``, which lives in phase ``(a + p) mod s`` at
-    row ``(a + p) // s``; the output indices of phase ``r`` are ``a0, a0 + s, ...``.
-    """
-    phases = []
-    for r in range(s):
-        a0 = (r - p) % s
-        count = len(range(a0, out_size, s))
-        if count:
-            phases.append((r, a0, (a0 + p) // s, count))
-    return phases
+    xp = backend.array_module(cols)
+    n, oh, ow, kh, kw, c = cols.shape
+    (sh, sw), (ph, pw), (h, w) = stride, padding, image_hw
+    image_p = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):  # tap (i, j) of window (a, b) lands on padded pixel (s_h a + i, s_w b + j)
+            image_p[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += cols[:, :, :, i, j, :]
+    return image_p[:, ph:ph + h, pw:pw + w, :]
 
 
 def _rows(t):
-    """(N, C, H, W) as the matrix (N·H·W, C): no copy when the memory is channels-last."""
+    """(N, C, H, W) as the matrix (N·H·W, C), one row per pixel (a copy unless the memory is channels-last)."""
     n, c, h, w = t.shape
     return t.transpose(0, 2, 3, 1).reshape(n * h * w, c)
+
+
+def conv2d_forward(x, weight, stride, padding, out_hw):
+    """conv2d of arrays: ``im2col(x) @ W`` (N·OH·OW, O), returned as the NCHW view (N, O, OH, OW)."""
+    n, (o, c, kh, kw), (oh, ow) = x.shape[0], weight.shape, out_hw
+    w_cols = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)  # (O, (i, j, c)), im2col's column order
+    y = backend.matmul(im2col(x, (kh, kw), stride, padding, out_hw), w_cols.T)
+    return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+
+
+def conv_transpose2d_forward(x, weight, stride, padding, out_hw):
+    """conv_transpose2d of arrays: col2im of ``x_rows @ W`` (W read as (C_in, kh·kw·C_out)), as NCHW.
+
+    Returns the NCHW view of a dense channels-last (N, OH, OW, C_out) array.
+    """
+    xp = backend.array_module(x)
+    n, c_in, h, w = x.shape
+    _, c_out, kh, kw = weight.shape
+    w_cols = weight.transpose(0, 2, 3, 1).reshape(c_in, kh * kw * c_out)  # (C_in, (i, j, o))
+    cols = backend.matmul(_rows(x), w_cols).reshape(n, h, w, kh, kw, c_out)  # what each input pixel adds
+    y = col2im(cols, stride, padding, out_hw)  # (N, OH, OW, C_out), a crop of the padded buffer
+    return xp.ascontiguousarray(y).transpose(0, 3, 1, 2)  # dense, so that the ops after it read contiguous memory
+
+
+def conv2d_weight_forward(x, gy, weight_shape, stride, padding):
+    """conv2d_weight of arrays: ``gy_rows^T @ im2col(x)`` (O, kh·kw·C), in the layout (O, C, kh, kw), C-contiguous."""
+    xp = backend.array_module(x)
+    o, c, kh, kw = weight_shape
+    gw = backend.matmul(_rows(gy).T, im2col(x, (kh, kw), stride, padding, gy.shape[2:]))  # (O, (i, j, c))
+    return xp.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
 
 
 # --------------------------------------------------------------------------- conv2d
@@ -486,14 +271,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
                          f"(weight shape {weight.shape}, layout (out, in, kh, kw))")
     oh = _conv_out_size(h, kh, stride[0], padding[0], op, "height")
     ow = _conv_out_size(w, kw, stride[1], padding[1], op, "width")
-    w_cols = weight.data.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)  # (O, (i, j, c)): a small copy
-    y, _ = _column_products(x.data, kh, kw, stride, padding, (oh, ow), w_t=w_cols.T)  # (N·OH·OW, O)
+    data = fast_or(conv2d_forward)(x.data, weight.data, stride, padding, (oh, ow))
     parents = (x, weight)
     if bias is not None:
         bias = _check_bias(x, bias, o, op)
-        y += bias.data  # the product's fresh output: in place is safe
+        data += bias.data.reshape(1, o, 1, 1)  # the forward's fresh output: in place is safe
         parents = (x, weight, bias)
-    data = y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     return make_result(data, parents, conv2d_backward, ctx=(stride, padding))
 
 
@@ -504,11 +287,8 @@ def conv_transpose2d_backward(g, out, needs):
     x, w = out._parents[0], out._parents[1]
     stride, padding, _ = out._ctx
     # y = conv2d's input gradient of x; so dL/dx = conv2d(g, W) and dL/dW = conv2d_weight with the roles swapped
-    if needs[0] and needs[1]:  # both are products with im2col(g): build its columns once
-        grads = _conv2d_and_weight(g, w, x, stride, padding)
-    else:
-        grads = (conv2d(g, w, stride=stride, padding=padding) if needs[0] else None,
-                 conv2d_weight(g, x, w.shape, stride=stride, padding=padding) if needs[1] else None)
+    grads = (conv2d(g, w, stride=stride, padding=padding) if needs[0] else None,
+             conv2d_weight(g, x, w.shape, stride=stride, padding=padding) if needs[1] else None)
     if len(needs) == 3:
         grads += ((sum_(g, axis=(0, 2, 3)) if needs[2] else None),)
     return grads
@@ -582,7 +362,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         raise ValueError(f"{op}: the output size ({oh}, {ow}) = (H - 1) * stride - 2 * padding + kernel + "
                          f"output_padding is below 1 for input shape {x.shape}, kernel {(kh, kw)}, stride {stride}, "
                          f"padding {padding}, output_padding {output_padding}")
-    data = _transpose_conv_nhwc(x.data, weight.data, stride, padding, (oh, ow))
+    data = fast_or(conv_transpose2d_forward)(x.data, weight.data, stride, padding, (oh, ow))
     parents = (x, weight)
     if bias is not None:
         bias = _check_bias(x, bias, o, op)
@@ -649,31 +429,6 @@ def conv2d_weight(x, gy, weight_shape, stride=1, padding=0) -> Tensor:
         raise ValueError(f"{op}: input {x.shape} and output gradient {gy.shape} do not fit weight shape "
                          f"{weight_shape} with stride {stride} and padding {padding}: expected input (N, {c}, H, W) "
                          f"and output gradient {(n, o, oh, ow)}")
-    _, gw = _column_products(x.data, kh, kw, stride, padding, (oh, ow), gy_rows=_rows(gy.data))  # (O, (i, j, c))
-    return make_result(_weight_layout(gw, weight_shape), (x, gy), conv2d_weight_backward, ctx=(stride, padding))
+    data = fast_or(conv2d_weight_forward)(x.data, gy.data, (o, c, kh, kw), stride, padding)
+    return make_result(data, (x, gy), conv2d_weight_backward, ctx=(stride, padding))
 
-
-def _weight_layout(gw, weight_shape):
-    """The weight-gradient matrix (O, (i, j, c)) in PyTorch's weight layout (O, C, kh, kw), C-contiguous."""
-    o, c, kh, kw = weight_shape
-    return backend.array_module(gw).ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
-
-
-def _conv2d_and_weight(x: Tensor, weight: Tensor, gy: Tensor, stride, padding) -> tuple[Tensor, Tensor]:
-    """``conv2d(x, weight)`` and ``conv2d_weight(x, gy, weight.shape)``, from one pass over ``im2col(x)``.
-
-    The transposed convolution's backward needs both (its input and weight
-    gradients), and both are products with the columns of its upstream
-    gradient. Each result is recorded as the output of its own op, with that
-    op's rule, exactly as if the two ops had been called one after the other;
-    the shapes are those of a backward, consistent by construction.
-    """
-    n, c, h, w = x.shape
-    o, _, kh, kw = weight.shape
-    oh, ow = gy.shape[2:]
-    w_t = weight.data.transpose(0, 2, 3, 1).reshape(o, kh * kw * c).T  # ((i, j, c), O)
-    y, gw = _column_products(x.data, kh, kw, stride, padding, (oh, ow), w_t=w_t, gy_rows=_rows(gy.data))
-    out = make_result(y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2), (x, weight), conv2d_backward,
-                      ctx=(stride, padding))
-    grad_w = make_result(_weight_layout(gw, weight.shape), (x, gy), conv2d_weight_backward, ctx=(stride, padding))
-    return out, grad_w
