@@ -284,3 +284,32 @@ def test_adam_state_dict_reads_each_parameters_device_step_count(cupy):
     q.grad = None  # q skips the second step: its own count stays 1
     opt.step()
     assert [opt.state_dict()["state"][k]["step"] for k in ("0", "1")] == [2, 1]
+
+
+# --------------------------------------------------------------------------- the ops' fused kernels (issue 24)
+
+
+def test_the_ops_fused_kernels_run_and_equal_the_definitions(cupy, monkeypatch):
+    """linear_relu's bias-and-ReLU kernel (accel/cupy_kernels.py) and ReLU's masked-gradient kernel
+    (accel/first_order.py) run on CuPy, give the definitions' bits, and not in reference mode."""
+    from scratchgan.accel import kernels
+    calls = []
+    for name in ("bias_relu_", "relu_grad"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, _real=real, _name=name: (calls.append(_name), _real(*args))[1])
+    rng = np.random.default_rng(8)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(5, 4), (4, 6), (6,), (6, 3)]]
+
+    def step():
+        x, w, b, w2 = (sg.Tensor(a, requires_grad=True) for a in arrays)
+        y = ops.relu(ops.matmul(ops.linear_relu(x, w, b), w2))
+        y.backward(sg.Tensor(np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3)))
+        return [y.numpy()] + [t.grad.numpy() for t in (x, w, b, w2)]
+
+    with sg.reference_mode():
+        want = step()
+    assert calls == []
+    got = step()
+    assert sorted(set(calls)) == ["bias_relu_", "relu_grad"] and calls.count("relu_grad") == 2
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(g, r)

@@ -17,7 +17,7 @@ import pytest
 import scratchgan as sg
 from scratchgan.gan import losses
 from scratchgan.accel import memory
-from scratchgan import nn, optim
+from scratchgan import nn, ops, optim
 
 BIG = (256, 256)  # 256 KiB in float32: at MIN_BYTES
 
@@ -135,6 +135,49 @@ def test_training_with_every_array_cached_is_bit_identical_to_training_without(m
     assert memory.cached_bytes() > 0
     for a, b in zip(plain, cached):
         np.testing.assert_array_equal(a, b)
+
+
+#: The ops whose accelerations take arrays from the cache (scratchgan/accel/array_cache.py, first_order.py):
+#: (name, the op on a BIG float32 input, whether its first-order backward does too: a fast backward, or a rule
+#: whose products are elementwise ops of the same shape)
+_CACHED_OPS = [
+    ("add", lambda x: x + x, False), ("mul", lambda x: x * x, True), ("div", lambda x: x / (x * x + 1.0), True),
+    ("relu", ops.relu, True), ("leaky_relu", lambda x: ops.leaky_relu(x, 0.2), True),
+    ("batch_norm", lambda x: ops.batch_norm(x, sg.ones(BIG[1], dtype="float32", requires_grad=True),
+                                            sg.zeros(BIG[1], dtype="float32", requires_grad=True)), True),
+]
+
+
+@needs_cache
+@pytest.mark.parametrize("name,op,backward", _CACHED_OPS, ids=[c[0] for c in _CACHED_OPS])
+def test_the_ops_take_large_arrays_from_the_cache_except_in_reference_mode(name, op, backward):
+    """The ops reach the cache through their registered accelerations only: reference mode runs the
+    definitions, which allocate with the backend; the values are the same."""
+    x = sg.Tensor(np.random.default_rng(0).standard_normal(BIG, dtype=np.float32), requires_grad=True)
+    start = memory.cached_bytes()  # 0, or what a failed test before this one still holds
+    with sg.reference_mode():
+        y = op(x)
+        y.backward(sg.ones_like(y))
+    assert memory.cached_bytes() == start
+    plain, plain_grad = y.numpy().copy(), x.grad.numpy().copy()
+    x.grad = None
+    with sg.reference_mode():
+        y = op(x)  # the forward's definition, then the first-order backward's acceleration
+    assert memory.cached_bytes() == start
+    y.backward(sg.ones_like(y))
+    assert (memory.cached_bytes() > start) is backward
+    memory.clear()
+    start = memory.cached_bytes()
+    x.grad = None
+    y = op(x)  # accelerated forward: the cache
+    assert memory.cached_bytes() > start
+    y.backward(sg.ones_like(y))
+    # copies: a failed comparison must not keep cached arrays alive (in its traceback) for the tests after it
+    accelerated, accelerated_grad = y.numpy().copy(), x.grad.numpy().copy()
+    del x, y
+    np.testing.assert_array_equal(accelerated, plain)
+    if name != "batch_norm":  # batch norm's first-order backward differs from its rule in the last bits
+        np.testing.assert_array_equal(accelerated_grad, plain_grad)
 
 
 # --------------------------------------------------------------------------- where the cache is on

@@ -7,6 +7,12 @@ gradient, identical results on a second (retained) backward, and the sum of k
 contributions for a node used k times. Second order: ``gradgradcheck`` for
 every op whose second derivative is nonzero, and the WGAN-GP penalty of a
 2-layer MLP checked with respect to its weights and its input.
+
+Accelerations (``scratchgan/accel/``): every op's forward and first- and
+second-order gradients with accelerations on equal those of its definitions
+(``sg.reference_mode()``), with the array cache on for every size too; every
+registered acceleration names an op of the table and is called by it, and
+reference mode turns each off.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from hypothesis import strategies as st
 import scratchgan as sg
 from scratchgan import backend as sgb
 from scratchgan import ops
+from scratchgan.accel import memory
+from scratchgan.autograd import fastpath
 from op_specs import SECOND_ORDER, SPECS, OpSpec, cases, table
 
 EPS, ATOL, RTOL = 1e-6, 1e-5, 1e-3  # central differences in float64, PyTorch gradcheck's defaults
@@ -133,13 +141,15 @@ def test_forward_matches_reference(backend, spec: OpSpec, data):
 @table
 @given(data=st.data())
 def test_first_order_gradient_equals_recorded_gradient(backend, spec: OpSpec, data):
-    """One definition per derivative: a rule's first-order shortcut and its recorded path agree.
+    """One definition per derivative: a rule's first-order acceleration and the recorded rule agree.
 
-    Several rules (matmul, linear, linear_relu, relu, mean_softplus) compute a
-    plain ``backward`` on the raw arrays and use differentiable ops only when
-    ``create_graph=True``. Finite differences check the first path (test
-    above); the second is what double backprop (WGAN-GP, R1) differentiates,
-    and ``gradgradcheck`` cannot see a wrong factor in it (the numerical
+    Several rules (matmul, linear, linear_relu, relu, leaky_relu, mean_softplus,
+    batch_norm, reshape, the convolutions) have a first-order backward on the
+    raw arrays (``rule.fast``, registered in ``scratchgan/accel/``) that a plain
+    ``backward`` runs; ``create_graph=True`` runs the rule itself. Finite
+    differences check the first (test above); the second is what double
+    backprop (WGAN-GP, R1) differentiates, and ``gradgradcheck`` cannot see
+    a wrong factor in it (the numerical
     second derivative is taken of that same wrong first derivative). So every
     op's two paths are compared here: bit for bit where the arithmetic is the
     same, to ``spec.paths_rtol`` where it differs.
@@ -159,6 +169,144 @@ def test_first_order_gradient_equals_recorded_gradient(backend, spec: OpSpec, da
         else:
             np.testing.assert_allclose(host(p), host(r), rtol=spec.paths_rtol, atol=1e-300,
                                        err_msg=f"{spec.name}: input {i}")
+
+
+# --------------------------------------------------------------------------- accelerations against definitions
+
+
+def _forward_and_gradients(spec: OpSpec, case, upstream, directions):
+    """The op's output, its first-order gradients (a plain ``grad``) and, for a second-order op, the gradient
+    of ``sum_i <grad_i, directions_i>`` (through ``create_graph=True``), as host arrays (None: no gradient)."""
+    xs = leaves(case.arrays)
+    out = case.call(spec, *xs)
+    g_out = sg.Tensor(upstream, dtype="float64")
+    first = sg.grad(out, xs, grad_outputs=g_out, retain_graph=True, allow_unused=True)
+    second = []
+    if spec.second_order:
+        recorded = sg.grad(out, xs, grad_outputs=g_out, create_graph=True, allow_unused=True)
+        terms = [(g * sg.Tensor(d, dtype="float64")).sum() for g, d in zip(recorded, directions)
+                 if g is not None and g.requires_grad]
+        if terms:
+            total = terms[0]
+            for t in terms[1:]:
+                total = total + t
+            second = sg.grad(total, xs, allow_unused=True)
+    return [out.numpy()] + [host(g) for g in first] + [host(g) for g in second]
+
+
+#: With every array from the cache the values of each elementwise op are the same, but a cached output takes
+#: its first operand's memory layout where NumPy's own picks one from both operands (a broadcast gradient):
+#: a later sum over a broadcast axis then adds in another order, a few ulps apart.
+CACHE_LAYOUT_RTOL = 1e-12
+
+
+def assert_same_arrays(got, want, rtol: float, what: str, gradient_rtol: float | None = None):
+    """Bit for bit (``rtol == 0``), else within ``rtol`` of the largest value; same dtype and shape.
+
+    ``got[0]`` and ``want[0]`` are the forward; ``gradient_rtol`` (default ``rtol``) is for the rest.
+    """
+    assert len(got) == len(want), what
+    for i, (p, r) in enumerate(zip(got, want)):
+        assert (p is None) == (r is None), f"{what}: array {i}"
+        if p is None:
+            continue
+        assert p.dtype == r.dtype and p.shape == r.shape, f"{what}: array {i}"
+        tol = rtol if i == 0 or gradient_rtol is None else gradient_rtol
+        if tol == 0.0:
+            np.testing.assert_array_equal(p, r, err_msg=f"{what}: array {i}")
+        else:
+            scale = np.abs(r).max(initial=0.0)
+            np.testing.assert_allclose(p, r, rtol=tol, atol=max(1e-300, tol * scale), err_msg=f"{what}: array {i}")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+@table
+@given(data=st.data())
+def test_accelerated_equals_reference_mode(backend, spec: OpSpec, data, monkeypatch):
+    """Every acceleration against its definition: forward, first and second order, with accelerations on
+    (the array cache at its threshold, then for every size) and in reference mode (the definitions only).
+
+    Bit for bit where the arithmetic is the same; to ``spec.reference_rtol`` of the largest value where it
+    differs (batch norm's first-order backward works on the forward's saved ``x_hat`` in another order of
+    operations: 1e-9; the convolutions' accelerated CPU path sums in another order: 1e-12). With every
+    array from the cache, the forward still bit for bit and the gradients to :data:`CACHE_LAYOUT_RTOL`.
+    """
+    case = data.draw(cases(spec), label="case")
+    with sg.no_grad():
+        shape = case.call(spec, *leaves(case.arrays)).shape
+    rng = np.random.default_rng(case.seed)
+    upstream = rng.standard_normal(shape)
+    directions = [rng.standard_normal(a.shape) for a in case.arrays]
+    with sg.reference_mode():
+        want = _forward_and_gradients(spec, case, upstream, directions)
+    got = _forward_and_gradients(spec, case, upstream, directions)
+    assert_same_arrays(got, want, spec.reference_rtol, f"{spec.name} (array cache at its threshold)")
+    with monkeypatch.context() as patch:  # the small arrays of the table through the cache too
+        patch.setattr(memory, "MIN_BYTES", 0)
+        got = _forward_and_gradients(spec, case, upstream, directions)
+    assert_same_arrays(got, want, spec.reference_rtol, f"{spec.name} (every array from the cache)",
+                       gradient_rtol=max(spec.reference_rtol, CACHE_LAYOUT_RTOL))
+
+
+def specs_of(op: str) -> list:
+    """The specs that run the op(s) a registration names: "name" or "a/b/c"; "pow" also runs pow_scalar."""
+    parts = op.split("/")
+    return [s for s in SPECS if any(s.name == p or s.name.startswith(p + "_") for p in parts)]
+
+
+#: The registered accelerations of ops (a definition in scratchgan/ops/); the others (the optimizers') are
+#: checked by their own layer's tests.
+OP_ACCELERATIONS = [e for e in fastpath.REGISTRY if e.definition.__module__.startswith("scratchgan.ops.")]
+
+
+def test_every_acceleration_names_ops_of_the_table():
+    """So that test_accelerated_equals_reference_mode checks each (conv's registrations included)."""
+    assert OP_ACCELERATIONS, "import scratchgan registers the accelerations (scratchgan/accel/__init__.py)"
+    for entry in OP_ACCELERATIONS:
+        for part in entry.op.split("/"):
+            assert specs_of(part), f"{entry.where} registers a {entry.kind} for {part!r}, which is not in op_specs.SPECS"
+        assert entry.kind in ("forward", "backward")
+
+
+def _one_case(spec: OpSpec):
+    """A small deterministic case of ``spec`` with no empty input."""
+    from hypothesis import HealthCheck, find, settings
+    return find(cases(spec), lambda c: all(a.size > 0 for a in c.arrays),
+                settings=settings(database=None, derandomize=True, max_examples=500,
+                                  suppress_health_check=list(HealthCheck)))
+
+
+@pytest.mark.parametrize("entry", OP_ACCELERATIONS, ids=lambda e: f"{e.op}-{e.kind}-{e.fast.__name__}")
+def test_reference_mode_turns_each_acceleration_off(entry, monkeypatch):
+    """Each registered function runs when its ops run (forward, backward, double backward), except in
+    reference mode; with the array cache on for every size, so that its branches are the ones taken."""
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return entry.fast(*args, **kwargs)
+
+    if entry.kind == "forward":
+        monkeypatch.setitem(fastpath._forward, entry.definition, counting)
+    else:
+        monkeypatch.setattr(entry.definition, "fast", counting)
+    monkeypatch.setattr(memory, "MIN_BYTES", 0)
+    runs = [(spec, _one_case(spec)) for spec in specs_of(entry.op)]
+    assert runs
+    for spec, case in runs:
+        rng = np.random.default_rng(case.seed)
+        with sg.no_grad():
+            shape = case.call(spec, *leaves(case.arrays)).shape
+        directions = [rng.standard_normal(a.shape) for a in case.arrays]
+        calls.clear()
+        with sg.reference_mode():
+            _forward_and_gradients(spec, case, rng.standard_normal(shape), directions)
+        assert not calls, f"{entry.fast.__qualname__} ran in reference mode ({spec.name})"
+    for spec, case in runs:
+        with sg.no_grad():
+            shape = case.call(spec, *leaves(case.arrays)).shape
+        _forward_and_gradients(spec, case, np.ones(shape), [np.ones(a.shape) for a in case.arrays])
+    assert calls, f"{entry.fast.__qualname__} never ran for {[s.name for s, _ in runs]}"
 
 
 BINARY = [s for s in SPECS if s.shapes in ("broadcast", "matmul") and s.arity == 2]

@@ -7,3 +7,6 @@ they replace (``register_forward`` / ``register_backward``), and the op table
 ``SCRATCHGAN_REFERENCE=1`` (or ``scratchgan.reference_mode()``) none of them
 runs. Importing this package registers them all (``import scratchgan`` does).
 """
+
+from . import array_cache, cupy_kernels, first_order  # the ops except the convolutions (issue 24)
+from . import conv  # noqa: F401 - the convolutions: chunked column products, transposed conv by phases

@@ -5,15 +5,20 @@ op, written with differentiable ops so that it can itself be differentiated.
 ``needs[i]`` says whether input ``i`` needs a gradient; a rule skips the work
 for the others (constants). Gradients may have the broadcast shape: the
 engine reduces them (see ``engine._unbroadcast``).
+
+This file is the math only. Two accelerations are registered against it
+(:mod:`scratchgan.autograd.fastpath`): the large same-shape outputs of
+:func:`elementwise_forward` come from the array cache
+(``scratchgan/accel/array_cache.py``), and a plain first-order ``backward``
+of a 2-D ``matmul`` computes its two products on the raw arrays
+(``scratchgan/accel/first_order.py``). ``SCRATCHGAN_REFERENCE=1`` turns both off.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import backend
-from ..accel import memory
-from ..autograd.engine import binary_operands, is_grad_enabled, make_result, wrap_array
+from ..autograd.engine import binary_operands, make_result, wrap_array
+from ..autograd.fastpath import fast_or
 from ..autograd.tensor import Tensor
 from .shape import reshape, swapaxes
 
@@ -22,17 +27,15 @@ def _broadcast_error(op: str, a: Tensor, b: Tensor) -> ValueError:
     return ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together")
 
 
+def elementwise_forward(ufunc_name: str, x, y):
+    """The array module's ufunc ``ufunc_name`` (``"add"``, ``"multiply"``, ...) on two arrays, broadcasting."""
+    return getattr(backend.array_module(x), ufunc_name)(x, y)
+
+
 def _elementwise(op: str, ufunc_name: str, a, b, rule):
     a, b = binary_operands(a, b, op)
-    xp = backend.array_module(a.data)
-    ad, bd = a.data, b.data
     try:
-        if (xp is np and ad.nbytes >= memory.MIN_BYTES and ad.shape == bd.shape and ad.dtype == bd.dtype
-                and ad.dtype.kind == "f"):
-            # same shape (gradient sums, most products): a large output comes from the array cache
-            data = getattr(xp, ufunc_name)(ad, bd, out=memory.empty_like(ad))
-        else:
-            data = getattr(xp, ufunc_name)(ad, bd)
+        data = fast_or(elementwise_forward)(ufunc_name, a.data, b.data)
     except ValueError:
         raise _broadcast_error(op, a, b) from None
     return make_result(data, (a, b), rule)
@@ -126,12 +129,8 @@ def pow(a, b) -> Tensor:  # noqa: A001 - mirrors torch.pow
 
 
 def matmul_backward(g, out, needs):
+    # d(a @ b)/da = g @ b^T;  d(a @ b)/db = a^T @ g  (on the last two axes)
     a, b = out._parents
-    if not is_grad_enabled() and a.ndim == 2 and b.ndim == 2:
-        # first-order backward records nothing: the same products on the arrays skip the op plumbing
-        gd = g.data
-        return (wrap_array(backend.matmul(gd, b.data.T)) if needs[0] else None,
-                wrap_array(backend.matmul(a.data.T, gd)) if needs[1] else None)
     ga = matmul(g, swapaxes(b, -1, -2)) if needs[0] else None
     gb = matmul(swapaxes(a, -1, -2), g) if needs[1] else None
     return ga, gb

@@ -10,21 +10,23 @@ the hot paths of a GAN step:
 * ``mean_softplus(a) = mean(softplus(a))`` (the whole of the non-saturating
   and minimax GAN losses).
 
-When nothing is recorded (a plain first-order ``backward``), the rules work
-on the raw arrays; with ``create_graph=True`` they are written with
-differentiable ops, so double backprop goes through them. The op table
-(``tests/op_specs.py``) checks the two paths against each other for every op.
+Each rule is one body of differentiable ops, so double backprop goes
+through it. The accelerations registered against them
+(:mod:`scratchgan.autograd.fastpath`): a plain first-order ``backward`` of each
+works on the raw arrays (``scratchgan/accel/first_order.py``), and on CuPy
+``linear_relu``'s bias add and ReLU are one fused kernel
+(``scratchgan/accel/cupy_kernels.py``). The op table (``tests/op_specs.py``)
+checks each against the definition here; ``SCRATCHGAN_REFERENCE=1`` turns
+them off.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import backend
-from ..accel import kernels
-from ..autograd.engine import binary_operands, is_grad_enabled, make_result, wrap_array
+from ..autograd.engine import binary_operands, make_result
+from ..autograd.fastpath import fast_or
 from ..autograd.tensor import Tensor
-from .activation import _stable_sigmoid, _stable_softplus, relu, sigmoid
+from .activation import relu, sigmoid, stable_softplus
 from .arith import add, matmul, mul
 from .reduce import sum as sum_
 from .shape import swapaxes
@@ -33,24 +35,9 @@ from .shape import swapaxes
 # --------------------------------------------------------------------------- linear, linear_relu
 
 
-def _linear_grads_of_arrays(gd, x, w, needs):
-    """First-order gradients of ``x @ w (+ b)`` for the upstream array ``gd``, on the arrays.
-
-    Nothing is recorded, so the op plumbing is skipped: the same products
-    as the differentiable path of :func:`linear_backward`.
-    """
-    grads = (wrap_array(backend.matmul(gd, w.T)) if needs[0] else None,
-             wrap_array(backend.matmul(x.T, gd)) if needs[1] else None)
-    if len(needs) == 3:
-        grads += ((wrap_array(gd.sum(axis=0)) if needs[2] else None),)
-    return grads
-
-
 def linear_backward(g, out, needs):
+    # d(x @ w + b) = g @ w^T for x, x^T @ g for w, the sum of g over the batch for b
     x, w = out._parents[0], out._parents[1]
-    if not is_grad_enabled() and x.data.ndim == 2:
-        # create_graph=True takes the differentiable path below, so double backprop is unchanged
-        return _linear_grads_of_arrays(g.data, x.data, w.data, needs)
     gx = matmul(g, swapaxes(w, -1, -2)) if needs[0] else None
     gw = matmul(swapaxes(x, -1, -2), g) if needs[1] else None
     grads = (gx, gw)
@@ -85,12 +72,14 @@ def linear(x, weight, bias=None) -> Tensor:
 
 def linear_relu_backward(g, out, needs):
     # relu(a) > 0 exactly where a > 0, so the op's output gives the mask: the pre-activation is not kept
-    y = out.data
-    if is_grad_enabled():
-        return linear_backward(mul(g, y > 0), out, needs)
-    # first order: on the arrays (one fused kernel for the masked gradient on the GPU)
-    g_pre = g.data * (y > 0) if y.__class__ is np.ndarray else kernels.relu_grad(g.data, y)
-    return _linear_grads_of_arrays(g_pre, out._parents[0].data, out._parents[1].data, needs)
+    return linear_backward(mul(g, out.data > 0), out, needs)
+
+
+def linear_relu_forward(x, weight, bias):
+    """``max(x @ weight + bias, 0)`` on arrays, the bias add and the ReLU in place on the product."""
+    y = backend.matmul(x, weight)
+    y += bias  # the matmul's fresh output: adding in place is safe
+    return backend.array_module(y).maximum(y, 0, out=y)
 
 
 def linear_relu(x, weight, bias) -> Tensor:
@@ -112,14 +101,8 @@ def linear_relu(x, weight, bias) -> Tensor:
                          f"({x.shape[1]} != {weight.shape[0]})")
     if bias.shape != (weight.shape[1],):
         raise ValueError(f"linear_relu: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
-    data = backend.matmul(x.data, weight.data)
-    if backend.array_module(data) is not np:
-        kernels.bias_relu_(data, bias.data)
-    else:
-        data += bias.data
-        np.maximum(data, 0, out=data)
+    data = fast_or(linear_relu_forward)(x.data, weight.data, bias.data)
     return make_result(data, (x, weight, bias), linear_relu_backward)
-
 
 
 # --------------------------------------------------------------------------- mean_softplus
@@ -128,12 +111,7 @@ def linear_relu(x, weight, bias) -> Tensor:
 def mean_softplus_backward(g, out, needs):
     # d/da_i of (1/N) sum_j softplus(a_j) = sigma(a_i) / N, in the order of mean(softplus(a))'s own rules
     a = out._parents[0]
-    scale = 1.0 / a.data.size
-    if not is_grad_enabled():  # first-order: the same products on the arrays
-        xp = backend.array_module(a.data)
-        g_scaled = g.data * g.data.dtype.type(scale)  # a scalar argument: no host-to-device copy on CuPy
-        return (wrap_array(g_scaled * _stable_sigmoid(xp, a.data)),)
-    return (mul(mul(g, scale), sigmoid(a)),)
+    return (mul(mul(g, 1.0 / a.data.size), sigmoid(a)),)
 
 
 def mean_softplus(a: Tensor) -> Tensor:
@@ -164,7 +142,7 @@ def mean_softplus(a: Tensor) -> Tensor:
     if x.size == 0:
         raise ValueError(f"mean_softplus: the input is empty (shape {a.shape}); a mean over no elements is undefined")
     xp = backend.array_module(x)
-    values = _stable_softplus(xp, x)  # softplus's own formula, so the values match mean(softplus(a)) bit for bit
+    values = stable_softplus(xp, x)  # softplus's own formula, so the values match mean(softplus(a)) bit for bit
     total = values.sum(axis=tuple(range(x.ndim)))
     data = total * x.dtype.type(1.0 / x.size)  # as mean's mul by 1/N, in the input's dtype
     return make_result(data, (a,), mean_softplus_backward)

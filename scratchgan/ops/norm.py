@@ -24,18 +24,24 @@ Gradient (for an upstream ``g``; sums over the ``m`` values of a channel):
     \\frac{\\partial L}{\\partial x} = \\gamma_c r_c \\Big(g - \\frac{1}{m}\\Big(\\hat x
         \\frac{\\partial L}{\\partial \\gamma_c} + \\frac{\\partial L}{\\partial \\beta_c}\\Big)\\Big)
 
-A plain ``backward`` computes it on the arrays saved by the forward
-(``x_hat`` and ``r``); with ``create_graph=True`` the same formula is written
-with differentiable ops, ``x_hat`` and ``r`` recomputed as functions of
-``x``, so that double backprop goes through it (the op table compares the
-two paths).
+The rule writes this formula with differentiable ops, ``x_hat`` and ``r``
+recomputed as functions of ``x``, so that double backprop goes through it.
+
+Accelerations registered against this file
+(:mod:`scratchgan.autograd.fastpath`): the forward's two large arrays come
+from the array cache (``scratchgan/accel/array_cache.py``), and a plain
+first-order ``backward`` evaluates the formula on the arrays ``x_hat`` and
+``r`` that the forward saved, in one temporary
+(``scratchgan/accel/first_order.py``; the op table compares it with the
+rule to a relative 1e-9, as its arithmetic differs). ``SCRATCHGAN_REFERENCE=1``
+turns them off.
 """
 
 from __future__ import annotations
 
 from .. import backend
-from ..accel import memory
-from ..autograd.engine import binary_operands, is_grad_enabled, make_result, wrap_array
+from ..autograd.engine import binary_operands, make_result
+from ..autograd.fastpath import fast_or
 from ..autograd.tensor import Tensor
 from .arith import add, mul, pow, sub
 from .reduce import mean
@@ -43,7 +49,7 @@ from .reduce import sum as sum_
 from .shape import reshape
 
 
-def _layout(x):
+def channel_layout(x):
     """The reduction axes (every axis but 1), the broadcast shape of a per-channel value, and m."""
     c = x.shape[1]
     return (0,) + tuple(range(2, x.ndim)), (1, c) + (1,) * (x.ndim - 2), x.size // c
@@ -51,7 +57,7 @@ def _layout(x):
 
 def _standardize(x: Tensor, eps: float):
     """``x_hat`` and ``r`` as differentiable functions of ``x`` (the recorded path of the rule)."""
-    axes, _, _ = _layout(x)
+    axes, _, _ = channel_layout(x)
     xc = sub(x, mean(x, axis=axes, keepdims=True))
     r = pow(add(mean(mul(xc, xc), axis=axes, keepdims=True), eps), -0.5)
     return mul(xc, r), r
@@ -59,11 +65,9 @@ def _standardize(x: Tensor, eps: float):
 
 def batch_norm_backward(g, out, needs):
     x = out._parents[0]
-    eps, x_hat, r, affine = out._ctx
+    eps, _, _, affine = out._ctx  # the saved x_hat and r are the first-order backward's (accel/first_order.py)
     weight = out._parents[1] if affine else None
-    axes, shape, m = _layout(x)
-    if not is_grad_enabled():  # a first-order backward: the formula on the saved arrays, nothing recorded
-        return _grads_of_arrays(g.data, x_hat, r, None if weight is None else weight.data, axes, shape, m, needs)
+    axes, shape, m = channel_layout(x)
     x_hat, r = _standardize(x, eps)
     g_beta = sum_(g, axis=axes)
     g_gamma = sum_(mul(g, x_hat), axis=axes)
@@ -77,23 +81,24 @@ def batch_norm_backward(g, out, needs):
     return gx, (g_gamma if needs[1] else None), (g_beta if needs[2] else None)
 
 
-def _grads_of_arrays(g, x_hat, r, weight, axes, shape, m, needs):
-    xp = backend.array_module(g)
-    g_beta = g.sum(axis=axes)
-    tmp = xp.multiply(g, x_hat, out=memory.empty_like(x_hat))
-    g_gamma = tmp.sum(axis=axes)
-    gx = None
-    if needs[0]:
-        scale = r if weight is None else r * weight.reshape(shape)
-        # (g - (x_hat * g_gamma + g_beta) / m) * scale, in the one temporary
-        xp.multiply(x_hat, (g_gamma / m).reshape(shape), out=tmp)
-        tmp += (g_beta / m).reshape(shape)
-        xp.subtract(g, tmp, out=tmp)
-        tmp *= scale
-        gx = wrap_array(tmp)
+def batch_norm_forward(x, weight, bias, eps: float):
+    """The forward on arrays: ``(y, x_hat, r, mu, var)``, the last four kept for the backward and the layer.
+
+    ``mu`` and ``var`` (biased) and ``r = 1 / sqrt(var + eps)`` have the
+    per-channel broadcast shape (1, C, 1, ...); ``weight`` and ``bias`` are
+    arrays of shape (C,) or both None.
+    """
+    axes, shape, _ = channel_layout(x)
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    r = 1.0 / backend.array_module(x).sqrt(var + eps)
+    x_hat = xc * r
     if weight is None:
-        return (gx,)
-    return (gx, wrap_array(g_gamma) if needs[1] else None, wrap_array(g_beta) if needs[2] else None)
+        y = x_hat.copy()  # its own array: x_hat is saved for the backward
+    else:
+        y = x_hat * weight.reshape(shape) + bias.reshape(shape)
+    return y, x_hat, r, mu, var
 
 
 def batch_norm_with_stats(x, weight=None, bias=None, eps: float = 1e-5):
@@ -120,21 +125,10 @@ def batch_norm_with_stats(x, weight=None, bias=None, eps: float = 1e-5):
             raise ValueError(f"{op}: weight and bias must have shape ({c},) for an input of shape {x.shape}, "
                              f"got {weight.shape} and {bias.shape}")
         parents = (x, weight, bias)
-    axes, shape, m = _layout(x)
-    if m < 2:
+    if channel_layout(x)[2] < 2:
         raise ValueError(f"{op}: expected more than 1 value per channel, got input shape {x.shape}")
-    xp = backend.array_module(x.data)
-    mu = x.data.mean(axis=axes, keepdims=True)
-    x_hat = xp.subtract(x.data, mu, out=memory.empty_like(x.data))
-    y = xp.multiply(x_hat, x_hat, out=memory.empty_like(x_hat))
-    var = y.mean(axis=axes, keepdims=True)
-    r = 1.0 / xp.sqrt(var + eps)
-    x_hat *= r
-    if weight is None:
-        y[...] = x_hat
-    else:
-        xp.multiply(x_hat, weight.data.reshape(shape), out=y)
-        y += bias.data.reshape(shape)
+    y, x_hat, r, mu, var = fast_or(batch_norm_forward)(
+        x.data, None if weight is None else weight.data, None if bias is None else bias.data, eps)
     out = make_result(y, parents, batch_norm_backward, ctx=(float(eps), x_hat, r, weight is not None))
     return out, mu.reshape(c), var.reshape(c)
 

@@ -1,25 +1,24 @@
-"""Shape ops: reshape, transpose, broadcast, concatenate, indexing, casts."""
+"""Shape ops: reshape, transpose, broadcast, concatenate, indexing, casts.
+
+One acceleration is registered against this file
+(:mod:`scratchgan.autograd.fastpath`): a plain first-order ``backward`` of
+``reshape`` gives the gradient the input's memory layout back
+(``scratchgan/accel/first_order.py``). ``getitem``'s range check on CuPy is
+not an acceleration but a difference of the backends (CuPy wraps an
+out-of-range index where NumPy raises): see :func:`index_range_violation`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import backend
-from ..autograd.engine import is_grad_enabled, make_result, wrap_array
+from ..autograd.engine import make_result
 from ..autograd.tensor import Tensor
 
 
 def reshape_backward(g, out, needs):
-    x = out._parents[0].data
-    gx = reshape(g, x.shape)
-    if not is_grad_enabled() and x.ndim > 2 and not x.flags.c_contiguous and gx.data.flags.c_contiguous:
-        # the forward copied (a conv's channels-last output flattened in NCHW order): the gradient gets the
-        # input's memory layout back, so that the rules before it (activation, batch norm, the conv's
-        # weight gradient) read their operands in the same order (3-8x faster than mixed layouts)
-        same_layout = backend.array_module(x).empty_like(x)  # order "K": the input's strides
-        same_layout[...] = gx.data
-        return (wrap_array(same_layout),)
-    return (gx,)
+    return (reshape(g, out._parents[0].shape),)
 
 
 def reshape(a: Tensor, shape) -> Tensor:
