@@ -190,15 +190,14 @@ DECAYING = [(SGD, dict(lr=0.05, momentum=0.9, nesterov=True)), (SGD, dict(lr=0.0
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opt_cls,kw", DECAYING, ids=lambda v: v.__name__ if isinstance(v, type) else "")
 def test_weight_decay_comes_from_the_one_helper_only(backend, monkeypatch, opt_cls, kw, dtype):
-    """Every optimizer's array code adds weight decay through ``optim._l2_decayed`` and nowhere else:
+    """Every optimizer's rule adds weight decay through ``rules.l2_decayed`` and nowhere else:
     with the helper made the identity, weight_decay=0.1 steps bitwise like weight_decay=0, and the
-    helper sees every parameter at every step. (Adam's CuPy kernel has its own term: tests/test_cuda_graph.py.)"""
-    from scratchgan.optim import optimizers as optim
+    helper sees every parameter at every step. The rules are the definitions (reference mode); Adam's
+    acceleration has its own term, checked against the definition (test_adam_reference_mode_*)."""
+    from scratchgan.autograd import fastpath
+    from scratchgan.optim import rules
 
-    if backend == "cupy" and opt_cls is Adam:
-        pytest.skip("Adam on CuPy adds the decay in its fused kernel, checked against the NumPy path in "
-                    "tests/test_cuda_graph.py")
-
+    @fastpath.reference_mode()
     def steps(wd):
         rng = np.random.default_rng(3)
         ps = [sg.Tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True) for s in [(4, 3), (5,)]]
@@ -220,14 +219,14 @@ def test_weight_decay_comes_from_the_one_helper_only(backend, monkeypatch, opt_c
         calls.append(weight_decay)
         return g
 
-    monkeypatch.setattr(optim, "_l2_decayed", identity)
+    monkeypatch.setattr(rules, "l2_decayed", identity)
     for a, b in zip(steps(0.1), plain):
         np.testing.assert_array_equal(a, b)
     assert calls == [0.1] * 6
 
 
 def test_l2_decayed_is_g_plus_wd_p_in_a_new_array():
-    from scratchgan.optim.optimizers import _l2_decayed
+    from scratchgan.optim.rules import l2_decayed as _l2_decayed
 
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
@@ -772,9 +771,11 @@ def test_group_lr_reaches_the_device_array(backend):
     """What the CuPy path relies on, with a NumPy stand-in for the device array: writing a group's lr
     (by hand or through opt.lr) updates the one-element array the fused kernel reads, in place, so a
     captured CUDA graph sees it; each group has its own array."""
+    from scratchgan.accel.optim_kernels import device_group
+
     a, b = _two()
     opt = Adam([{"params": [a]}, {"params": [b], "lr": 0.1}], lr=1e-3)
-    arrays = [Adam._device_lr_array(g, g["lr"], np) for g in opt.param_groups]
+    arrays = [device_group(g, g["lr"], np).lr for g in opt.param_groups]
     assert [float(x[0]) for x in arrays] == [1e-3, 0.1]
     opt.param_groups[1]["lr"] = 0.05
     assert float(arrays[1][0]) == 0.05 and float(arrays[0][0]) == 1e-3
@@ -783,9 +784,9 @@ def test_group_lr_reaches_the_device_array(backend):
     opt.param_groups[0]["lr"] = -1.0  # invalid: not written (the next eager step reports it)
     assert float(arrays[0][0]) == 0.2
     dict.__setitem__(opt.param_groups[0], "lr", 0.3)  # bypassing the group: the next step refreshes it
-    assert Adam._device_lr_array(opt.param_groups[0], 0.3, np) is arrays[0] and float(arrays[0][0]) == 0.3
+    assert device_group(opt.param_groups[0], 0.3, np).lr is arrays[0] and float(arrays[0][0]) == 0.3
     single = Adam([a], lr=0.1)
-    arr = Adam._device_lr_array(single.param_groups[0], 0.1, np)
+    arr = device_group(single.param_groups[0], 0.1, np).lr
     single.lr = 0.01
     assert float(arr[0]) == 0.01
     copy.deepcopy(single.param_groups)  # groups stay copyable
@@ -879,3 +880,87 @@ def test_adam_groups_on_cupy_match_numpy():
         results.append([p.numpy() for p in ps])
     for a, b in zip(*results):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-6), ("float64", 1e-12)])
+def test_adam_reference_mode_runs_the_definition_on_cupy(dtype, tol):
+    """In reference mode Adam on CuPy runs its definition (rules.adam_update, array code, no device counters),
+    and gives the fused kernel's update within float tolerance: two groups, weight decay, an lr written between
+    steps, a parameter skipping a step."""
+    from scratchgan.autograd import fastpath
+
+    rng = np.random.default_rng(5)
+    p0 = [rng.standard_normal((6, 4)), rng.standard_normal(4)]
+    grads = [[rng.standard_normal(v.shape) for v in p0] for _ in range(4)]
+    results = {}
+    for reference in (False, True):
+        ps = [sg.Tensor(v, requires_grad=True, dtype=dtype).to_backend("cupy") for v in p0]
+        opt = Adam([{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:], "lr": 0.05, "betas": (0.5, 0.9)}],
+                   lr=1e-2)
+        with fastpath.reference_mode(reference):
+            for step, gs in enumerate(grads):
+                if step == 2:
+                    opt.param_groups[1]["lr"] = 0.2
+                for p, g in zip(ps, gs):
+                    p.grad = None if (step == 1 and p is ps[1]) else sg.Tensor(g, dtype=dtype).to_backend("cupy")
+                opt.step()
+        assert all(p.backend == "cupy" for p in ps)
+        companions = [g.companion for g in opt.param_groups]
+        assert all(c is None for c in companions) if reference else all(c is not None for c in companions)
+        results[reference] = ([p.numpy() for p in ps], opt.state_dict())
+    for a, b in zip(results[False][0], results[True][0]):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+    fused, plain = (results[r][1]["state"] for r in (False, True))
+    assert [fused[k]["step"] for k in ("0", "1")] == [plain[k]["step"] for k in ("0", "1")] == [4, 3]
+    for k in ("0", "1"):
+        for name in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_allclose(plain[k][name], fused[k][name], rtol=tol, atol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
+def test_adam_steps_in_reference_mode_then_fused_keep_the_step_count():
+    """Steps in reference mode advance only the host count: the fused path's device counter follows it."""
+    from scratchgan.autograd import fastpath
+
+    rng = np.random.default_rng(6)
+    p0, grads = rng.standard_normal(5), [rng.standard_normal(5) for _ in range(5)]
+    finals = []
+    for modes in ([False] * 5, [False, True, True, False, False]):
+        p = sg.Tensor(p0, requires_grad=True, dtype="float64").to_backend("cupy")
+        opt = Adam([p], lr=0.1, betas=(0.5, 0.9))
+        for reference, g in zip(modes, grads):
+            p.grad = sg.Tensor(g, dtype="float64").to_backend("cupy")
+            with fastpath.reference_mode(reference):
+                opt.step()
+        assert opt.state_dict()["state"]["0"]["step"] == 5
+        finals.append(p.numpy())
+    np.testing.assert_allclose(finals[1], finals[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_reference_mode_is_bitwise_on_numpy(dtype, weight_decay):
+    """On NumPy the acceleration (in place through a work buffer) gives the definition's update bit for bit."""
+    from scratchgan.autograd import fastpath
+
+    rng = np.random.default_rng(7)
+    p0 = [rng.standard_normal((3, 4)), rng.standard_normal(4)]
+    grads = [[rng.standard_normal(v.shape) for v in p0] for _ in range(4)]
+    finals = []
+    for reference in (False, True):
+        ps = [sg.Tensor(v, requires_grad=True, dtype=dtype) for v in p0]
+        opt = Adam([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.3}], lr=0.1, betas=(0.5, 0.9),
+                   weight_decay=weight_decay)
+        with fastpath.reference_mode(reference):
+            for gs in grads:
+                for p, g in zip(ps, gs):
+                    p.grad = sg.Tensor(g, dtype=dtype)
+                opt.step()
+        companions = [g.companion for g in opt.param_groups]
+        assert all(c is None for c in companions) if reference else all(c is not None for c in companions)
+        finals.append([p.numpy() for p in ps] + [opt.state[i][k] for i in (0, 1) for k in ("exp_avg", "exp_avg_sq")])
+    for a, b in zip(*finals):
+        np.testing.assert_array_equal(a, b)

@@ -51,9 +51,9 @@ What the step may do, and what it must not:
   penalty, auxiliary head, conditioning and architecture, with
   ``lr_decay="none"`` (a decaying rate is computed on the host each step:
   refused by name).
-* Adam reads its step count and learning rate from GPU memory, so replays
-  apply the right bias corrections and ``opt.lr = value`` between replays
-  takes effect. SGD and RMSprop keep the learning rate they had at capture.
+* Adam reads its step count and learning rate from GPU memory
+  (:mod:`scratchgan.accel.optim_kernels`), so replays apply the right bias
+  corrections and ``opt.lr = value`` between replays takes effect. SGD and RMSprop keep the learning rate they had at capture.
   Host-side counters (``opt.step_count``) do not advance during replays;
   ``Adam.state_dict()`` reads the true per-parameter counts back from the GPU.
 * The ``warmup`` calls before the capture are real training steps (they

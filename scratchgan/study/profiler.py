@@ -7,8 +7,8 @@
     print(prof.table(sort_by="time", top=20))
 
 While a profile is on, the engine calls it at the end of every op (from
-:func:`scratchgan.autograd.engine.make_result`) and around every backward rule (from
-:func:`scratchgan.autograd.engine.run_backward`); it also wraps ``Optimizer.step`` and
+:func:`scratchgan.autograd.graph.make_result`) and around every backward rule (from
+:func:`scratchgan.autograd.walk.run_backward`); it also wraps ``Optimizer.step`` and
 ``Optimizer.zero_grad``, as ``torch.profiler`` records ``Optimizer.step``. When
 no profile is on, nothing of this runs: ``make_result`` reads one switch it
 read before (``engine._mode.watch``, which anomaly mode also sets), and the

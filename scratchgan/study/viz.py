@@ -31,7 +31,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..autograd.engine import GradGraphParents, _freed_backward, _mode, _topological_order, op_name
+from ..autograd.engine import Freed, GradGraphParents, _mode, _topological_order, op_name
 from ..autograd.tensor import Tensor
 
 __all__ = ["Captured", "GraphvizMissing", "capture", "is_grad_graph_node", "render", "to_dot"]
@@ -113,8 +113,8 @@ def _ctx_text(ctx) -> str:
 
 
 def _node_attributes(t: Tensor, names: dict, roots: set, show_saved: bool, from_gradient: set) -> dict:
-    if t._backward is _freed_backward:  # a backward freed it: only its op's name is left (in _ctx)
-        label, fill, shape = f"{op_name(t._ctx)} (freed)\n{_shape(t)}", _OP, "box"
+    if isinstance(t._backward, Freed):  # a backward freed it: only its op's name is left
+        label, fill, shape = f"{op_name(t._backward)} (freed)\n{_shape(t)}", _OP, "box"
     elif t._backward is not None:
         label, fill, shape = f"{op_name(t._backward)}\n{_shape(t)}", _OP, "box"
         if show_saved and t._ctx is not None:
