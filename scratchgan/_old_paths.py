@@ -12,13 +12,19 @@ import importlib.abc
 import importlib.util
 import sys
 
+#: Old paths that do not resolve: ``sg.tensor`` and ``sg.gradcheck`` are functions, and importing a
+#: submodule of the same name would replace the package's function by the module (the import system sets
+#: the package's attribute). Import them from their new paths.
+NOT_KEPT = {
+    "scratchgan.tensor": "scratchgan.autograd.tensor",
+    "scratchgan.gradcheck": "scratchgan.autograd.gradcheck",
+}
+
 #: old path -> new path
 OLD_PATHS = {
     "scratchgan.validate": "scratchgan.backend.validate",
     "scratchgan.device_rng": "scratchgan.backend.device_rng",
-    "scratchgan.tensor": "scratchgan.autograd.tensor",
     "scratchgan.engine": "scratchgan.autograd.engine",
-    "scratchgan.gradcheck": "scratchgan.autograd.gradcheck",
     "scratchgan.random": "scratchgan.autograd.random",
     "scratchgan.memory": "scratchgan.accel.memory",
     "scratchgan.kernels": "scratchgan.accel.kernels",
