@@ -49,3 +49,43 @@ def test_the_tour_runs_as_written(tmp_path, monkeypatch, quiet_warnings, capsys)
     assert "gradient mismatch" in out and "True True" in out
     assert (tmp_path / "d-step.svg").exists() or (tmp_path / "d-step.dot").exists()
     assert (tmp_path / "r1.svg").exists() or (tmp_path / "r1.dot").exists()
+
+
+def _reading_path_rows():
+    rows = re.findall(r"^\|[^|]*\| `scratchgan/([^`]+)` \| ([\d, -]+) \| ([^|]+) \| (\d+) \|$", STUDY.read_text(),
+                      flags=re.M)
+    return [(path, [tuple(int(v) for v in part.split("-")) for part in ranges.split(", ")], what, int(count))
+            for path, ranges, what, count in rows]
+
+
+def test_the_reading_path_names_real_definitions_and_counts_their_lines():
+    """Each range of docs/study.md's reading path starts where a definition starts and ends where one ends,
+    every name in backticks it gives is defined in its ranges, and its lines of code are counted right."""
+    import ast
+
+    from test_code_size import PACKAGE, code_lines_by_line
+
+    rows = _reading_path_rows()
+    assert len(rows) >= 12
+    total = 0
+    for path, ranges, what, stated in rows:
+        source = (PACKAGE / path).read_text(encoding="utf-8")
+        starts, ends, names = set(), set(), {}
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                starts.add(start)
+                ends.add(node.end_lineno)
+                names.setdefault(node.name, []).append(start)
+        for a, b in ranges:
+            assert a in starts and b in ends, f"{path} {a}-{b} does not begin and end with definitions"
+        for name in re.findall(r"`(?:\w+\.)?(\w+)`", what):
+            if name in names:  # a function or class named in the row lies in one of its ranges
+                assert any(a <= line <= b for line in names[name] for a, b in ranges), f"{path}: {name}"
+        code = code_lines_by_line(source)
+        counted = sum(1 for line in code if any(a <= line <= b for a, b in ranges))
+        assert counted == stated, f"{path}: {stated} lines of code stated, {counted} counted"
+        total += counted
+    said = re.search(r"(\d+) lines of code in all", STUDY.read_text())
+    assert said and int(said.group(1)) == total
+    assert total <= 1000
