@@ -240,7 +240,7 @@ def _as_input(value):
 
 
 def check_gradients(fn, *strategies, second_order=False, max_examples=20, eps=1e-6, atol=1e-5, rtol=1e-3):
-    """Run :func:`scratchgan.autograd.gradcheck` (and :func:`scratchgan.gradgradcheck`) on inputs drawn by hypothesis.
+    """Run :func:`scratchgan.gradcheck` (and :func:`scratchgan.gradgradcheck`) on inputs drawn by hypothesis.
 
     Parameters
     ----------
