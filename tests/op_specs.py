@@ -193,6 +193,8 @@ _distinct = st.integers(-400, 400).map(lambda i: i / 128)  # with unique=True: n
 
 import conv_reference as _conv  # noqa: E402 - direct-loop references and strategies of the conv ops
 import softmax_reference as _softmax  # noqa: E402 - references and strategies of log_softmax, softmax, cross-entropy
+import augment_reference as _augment  # noqa: E402 - DiffAugment's direct loop and strategies
+from scratchgan.gan.augment import diff_augment as _diff_augment  # noqa: E402
 
 SPECS = [
     OpSpec("add", ops.add, 2, "broadcast"),
@@ -271,6 +273,10 @@ SPECS = [
            reference=_softmax.softmax_reference),
     OpSpec("softmax_cross_entropy", _softmax.cross_entropy_call, shapes=_softmax.cross_entropy_shapes(),
            kwargs=_softmax.cross_entropy_kwargs, second_order=True, reference=_softmax.cross_entropy_loop),
+    # DiffAugment (scratchgan/gan/augment.py) on (N, C, H, W): a gather and a constant 0/1 mask, linear in x (its
+    # second derivative is 0, checked as such); the random draws are a fixed constant: an int seed and a policy
+    OpSpec("diff_augment", _diff_augment, shapes=_augment.image_shapes(), kwargs=_augment.augment_kwargs,
+           second_order=True, reference=_augment.diff_augment_loop),
 ]
 
 # --------------------------------------------------------------------------- reference forwards

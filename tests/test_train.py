@@ -69,6 +69,8 @@ RESUME_CASES = {
     "dcgan-conditional": dict(loss="ns", data="mnist", conditional=True, embed_dim=3, arch="dcgan"),
     # the layer-norm critic and the gradient penalty through the convolutions
     "dcgan-wgan-gp": dict(loss="wgan-gp", data="mnist", n_critic=2, arch="dcgan"),
+    # DiffAugment's draws from the step's stream (config restored from the checkpoint), R1 through T
+    "dcgan-diffaugment-r1": dict(loss="ns", data="mnist", arch="dcgan", diffaugment=True, r1=1.0),
 }
 
 
@@ -420,3 +422,108 @@ def test_critic_loss_is_the_sum_of_its_terms_written_out(tmp_path):
     perturbed = x + alpha_dragan[:, None] * (0.5 * x.std() * eps)
     dragan = 2.0 * np.mean((norms(input_gradient(perturbed)) - 1) ** 2)
     assert record["d_loss"] == pytest.approx(wasserstein + gp + r1 + dragan, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- DiffAugment (--diffaugment)
+
+
+def _augmented_trainer(tmp_path, **overrides):
+    config = dict(data="mnist", data_path=str(write_tiny_mnist(tmp_path)), arch="mlp", diffaugment=True,
+                  dtype="float64", n_critic=1)
+    return Trainer(tiny(**(config | overrides)), tmp_path / "run")
+
+
+def _matrices(rng, n, h, w):
+    """T of a batch drawn as the trainer draws it, as one (H*W, H*W) matrix per image (the direct loop's)."""
+    import augment_reference as ref
+
+    drawn = ref.draws(rng, n, h, w)
+    return np.stack([ref.matrix(drawn, k, h, w) for k in range(n)])
+
+
+def test_diffaugment_trains_a_few_steps_and_is_saved_with_the_run(tmp_path):
+    from scratchgan.app.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["train", "--data", "mnist", "--diffaugment"])
+    assert _config_from_args(args).diffaugment is True
+    assert _config_from_args(build_parser().parse_args(["train", "--data", "mnist"])).diffaugment is False
+    trainer = Trainer(tiny(data="mnist", data_path=str(write_tiny_mnist(tmp_path)), arch="dcgan", diffaugment=True,
+                           steps=3, r1=1.0), tmp_path / "run")
+    trainer.run(progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["diffaugment"] is True and Trainer.load(tmp_path / "run").config.diffaugment is True
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in records)
+    old = TrainConfig(data="mnist").to_dict()
+    del old["diffaugment"]  # a run saved before the option existed trained without it
+    assert TrainConfig.from_dict(old).diffaugment is False
+
+
+def test_diffaugment_is_refused_for_toy_data(tmp_path):
+    with pytest.raises(ConfigError, match="--diffaugment .* grid25 is a 2-D toy mixture"):
+        Trainer(tiny(diffaugment=True), tmp_path / "run")
+
+
+def test_without_diffaugment_a_step_draws_nothing_for_it(tmp_path):
+    """Off (the default), no augmentation is drawn: the run draws what it drew before the option existed."""
+    trainer = Trainer(tiny(data="mnist", data_path=str(write_tiny_mnist(tmp_path)), arch="mlp"), tmp_path / "run")
+    state = trainer.rng.bit_generator.state
+    assert trainer._step_draws.augmentation() is None
+    assert trainer.rng.bit_generator.state == state
+
+
+def test_generator_step_with_diffaugment_written_out(tmp_path):
+    """G's loss and gradient of one update, recomputed from the same draws: softplus(-D(M G(z))) with M the
+    direct loop's matrix of T; G's gradient goes through T (a step without it, or with another T, differs)."""
+    import copy
+
+    from scratchgan import ops
+    from scratchgan.autograd.engine import grad
+    from scratchgan.autograd.tensor import as_tensor
+
+    trainer = _augmented_trainer(tmp_path)
+    G, D = copy.deepcopy(trainer.G), copy.deepcopy(trainer.D)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = trainer.rng.bit_generator.state
+    record = trainer.g_update()
+    z = rng.standard_normal((32, 4))  # the trainer's draws, in its order: the noise, then T of the fake batch
+    M = as_tensor(_matrices(rng, 32, 8, 8))
+    fake = G(as_tensor(z))
+    seen = ops.matmul(M, fake.reshape(32, 64, 1)).reshape(32, 64)
+    loss = ops.softplus(-D(seen)).mean()
+    assert record["g_loss"] == pytest.approx(float(loss.numpy()), rel=1e-12)
+    params = list(G.parameters())
+    for p, q, g in zip(trainer.G.parameters(), params, grad(loss, params)):
+        np.testing.assert_allclose(p.grad.numpy(), g.numpy(), rtol=1e-10, atol=1e-14)
+    assert trainer.rng.bit_generator.state == rng.bit_generator.state
+
+
+def test_critic_step_with_diffaugment_and_r1_written_out(tmp_path):
+    """D's loss of one update from the same draws: the ns loss on M x and M' G(z) (each batch its own T) plus R1
+    through T, as the authors' StyleGAN2 code: gamma/2 mean ||M^T grad D(M x)||^2."""
+    import copy
+
+    from scratchgan.autograd.engine import grad, no_grad
+    from scratchgan.autograd.tensor import as_tensor
+
+    trainer = _augmented_trainer(tmp_path, r1=0.5)
+    G, D = copy.deepcopy(trainer.G), copy.deepcopy(trainer.D)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = trainer.rng.bit_generator.state
+    record = trainer.d_update()
+    # the draws, in the trainer's order: the real batch, its T, the noise, the fake batch's T
+    x, _ = trainer.data.sample_batch(rng, 32)
+    x = x.reshape(32, 64).astype(np.float64)
+    m_real = _matrices(rng, 32, 8, 8)
+    z = rng.standard_normal((32, 4))
+    m_fake = _matrices(rng, 32, 8, 8)
+    with no_grad():
+        fake = G(as_tensor(z)).numpy()
+        seen_real, seen_fake = np.einsum("nij,nj->ni", m_real, x), np.einsum("nij,nj->ni", m_fake, fake)
+        d_real, d_fake = D(as_tensor(seen_real)).numpy(), D(as_tensor(seen_fake)).numpy()
+    adversarial = np.mean(np.logaddexp(0, -d_real)) + np.mean(np.logaddexp(0, d_fake))
+    t = as_tensor(seen_real).requires_grad_()
+    g_seen = grad(D(t).sum(), [t])[0].numpy()
+    r1 = 0.5 / 2 * np.mean((np.einsum("nji,nj->ni", m_real, g_seen) ** 2).sum(axis=1))
+    assert record["d_loss"] == pytest.approx(adversarial + r1, rel=1e-10)
+    assert record["d_real"] == pytest.approx(np.mean(1 / (1 + np.exp(-d_real))), rel=1e-10)

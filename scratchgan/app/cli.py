@@ -163,6 +163,10 @@ def _add_objective_options(g) -> None:
             help="InfoGAN: categories of the one-hot code (0 = none; default %(default)s)")
     _option(g, "--info-continuous", int, default=d.info_continuous,
             help="InfoGAN: continuous codes, uniform on [-1, 1] (0 = none; default %(default)s)")
+    g.add_argument("--diffaugment", action="store_true",
+                   help="DiffAugment (Zhao et al. 2020): D sees every real and fake image randomly shifted (up to "
+                        "1/8 of the side) and with a square of half the side cut out, in D's and G's updates; meant "
+                        "for small data sets (images only)")
 
 
 def _add_network_options(g) -> None:

@@ -167,6 +167,9 @@ class TrainConfig:
     dragan: float = 0.0
     # SNGAN (Miyato et al. 2018): spectral normalisation of every Linear/Conv layer of D, which then has no batch norm
     spectral_norm: bool = False
+    # DiffAugment (Zhao et al. 2020): D sees every image, real and fake, through the same random differentiable
+    # translation and cutout, in D's and G's updates (scratchgan.gan.augment); images only
+    diffaugment: bool = False
     # networks
     arch: str | None = None  # "mlp" or "dcgan" (recipe: dcgan for images whose sides divide by 4, else mlp)
     # DCGAN only: widths of a fully connected hidden layer at G's input (z -> g_fc -> the first feature map) and
@@ -413,6 +416,9 @@ def _validate(c: TrainConfig) -> None:
                               "use --arch dcgan")
     if c.arch == "dcgan" and _data_key(c.data) in TOY_DATA:
         raise ConfigError(f"the dcgan architecture needs image data; {c.data} is a 2-D toy mixture (use --arch mlp)")
+    if c.diffaugment and _data_key(c.data) in TOY_DATA:
+        raise ConfigError(f"--diffaugment shifts and cuts out parts of images; {c.data} is a 2-D toy mixture of "
+                          f"points, not images: drop --diffaugment or train on {', '.join(IMAGE_DATA)}")
     _validate_aux(c)
 
 

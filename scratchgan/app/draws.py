@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.tensor import Tensor, as_tensor
-from ..gan import auxiliary
+from ..gan import augment, auxiliary
 from .data import DeviceBatches
 
 __all__ = ["StepDraws"]
@@ -87,6 +87,28 @@ class StepDraws:
     def info_codes(self, n):
         """InfoGAN's codes of a global batch of ``n``, drawn after the noise (None for other runs: no draw)."""
         return auxiliary.draw_info_codes(self.source, n, self.config, self.share)
+
+    def augmentation(self):
+        """DiffAugment's :math:`T` for one batch (``--diffaugment``), or None when it is off (no draw).
+
+        Draws the shifts and the cut squares of the global batch
+        (:func:`scratchgan.gan.augment.draw_parameters`: four ``integers``
+        draws), keeps this rank's rows, and returns :math:`T` as a function of
+        the flat rows ``(n, H * W)`` that D takes.
+        """
+        c = self.config
+        if not c.diffaugment:
+            return None
+        h, w = self.data.image_shape
+        drawn = augment.draw_parameters(self.source, c.batch_size, h, w)
+        mine = [(name, a[self.share], b[self.share]) for name, a, b in drawn]
+        n = len(mine[0][1])
+        T = augment.Augmentation(mine, (n, 1, h, w))
+
+        def on_rows(x: Tensor) -> Tensor:
+            return T(x.reshape(n, 1, h, w)).reshape(n, h * w)
+
+        return on_rows
 
     def interpolation_factors(self) -> Tensor:
         """WGAN-GP's ``alpha ~ U[0, 1]``, one per pack of the global batch: (rows, 1); this rank's packs."""

@@ -43,7 +43,10 @@ class Step:
     ``*_aux`` its auxiliary head's logits (None when not computed).
     ``draws`` serves the penalties' random numbers; ``check_inputs`` is false
     on the GPU (no host read of the penalties' inputs). A term may note an
-    unweighted value for the step's record in ``logged``.
+    unweighted value for the step's record in ``logged``. With DiffAugment
+    (``--diffaugment``) ``real`` and ``fake`` are the augmented batches D sees,
+    ``real_source`` the real batch before it and ``real_augmentation`` its
+    :math:`T` (for R1); both None otherwise.
     """
 
     D: object
@@ -60,6 +63,8 @@ class Step:
     fake_aux: Tensor | None = None
     check_inputs: bool = True
     logged: dict = field(default_factory=dict)
+    real_source: Tensor | None = None
+    real_augmentation: object = None
 
     def packed(self, x: Tensor) -> Tensor:
         """``x`` as D sees it with PacGAN packing (:func:`pack_rows`)."""
@@ -75,6 +80,11 @@ class Step:
         if pack == 1:
             return (lambda x: D(x, labels)) if self.config.conditional else D
         return lambda u: D(u.reshape(u.shape[0] * pack, u.shape[1] // pack), labels)
+
+    def augmented_critic(self):
+        """With DiffAugment, ``u -> D(T(u))`` on packed un-augmented reals, ``T`` the real batch's (for R1)."""
+        critic, pack, T = self.packed_critic(), self.config.pack, self.real_augmentation
+        return lambda u: critic(self.packed(T(u.reshape(u.shape[0] * pack, u.shape[1] // pack))))
 
 
 # --------------------------------------------------------------------------- the adversarial objectives
@@ -170,7 +180,8 @@ class GradientPenalty:
         \lambda\,\mathbb E_i\big[(\lVert \nabla_{\hat x} D(\hat x_i) \rVert - 1)^2\big],
         \qquad \hat x_i = \alpha_i x_i + (1 - \alpha_i)\,G(z_i),\quad \alpha_i \sim U[0, 1]
 
-    one :math:`\alpha` and one norm per (packed) row of D's input.
+    one :math:`\alpha` and one norm per (packed) row of D's input. With
+    DiffAugment :math:`x_i` and :math:`G(z_i)` are the augmented batches D's loss sees.
     """
 
     def __init__(self, weight: float):
@@ -187,14 +198,22 @@ class R1Penalty:
     r"""The R1 penalty (Mescheder et al. 2018) on real data, :func:`~scratchgan.gan.losses.r1_penalty`.
 
     .. math:: \frac{\gamma}{2}\,\mathbb E_i \lVert \nabla_x D(x_i) \rVert^2
+
+    With DiffAugment on the augmented reals, as the authors' StyleGAN2 code
+    (``tf.gradients(D(DiffAugment(reals)), reals)``): the gradient of
+    :math:`D(T(x_i))` with respect to the un-augmented :math:`x_i`, through the
+    very :math:`T` of D's score of this update, :math:`T^\top \nabla D(T(x_i))`.
     """
 
     def __init__(self, gamma: float):
         self.gamma = gamma
 
     def __call__(self, step: Step) -> Tensor:
-        return losses.r1_penalty(step.packed_critic(), step.packed(step.real), self.gamma,
-                                 check_inputs=step.check_inputs)
+        if step.real_augmentation is not None:
+            critic, real = step.augmented_critic(), step.packed(step.real_source)
+        else:
+            critic, real = step.packed_critic(), step.packed(step.real)
+        return losses.r1_penalty(critic, real, self.gamma, check_inputs=step.check_inputs)
 
 
 class DraganPenalty:
@@ -205,6 +224,8 @@ class DraganPenalty:
         \lambda\,\mathbb E_i\big[(\lVert \nabla_{\hat x} D(\hat x_i) \rVert - 1)^2\big],
         \qquad \hat x_i = x_i + \alpha_i\,0.5\,\operatorname{std}(x)\,\epsilon_i,\quad
         \alpha_i, \epsilon_{ij} \sim U[0, 1]
+
+    With DiffAugment :math:`x_i` is the augmented real batch D's loss sees.
     """
 
     def __init__(self, weight: float):
