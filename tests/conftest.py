@@ -82,3 +82,14 @@ def cupy():
         yield sg.backend._import_cupy()
     finally:
         sg.set_backend("numpy")
+
+
+@pytest.fixture
+def accelerations_on():
+    """The test runs with scratchgan's accelerations on, also under ``SCRATCHGAN_REFERENCE=1``: for the tests
+    of the accelerations themselves (that they run, that they use the array cache), which switch reference mode
+    on where they need it."""
+    import scratchgan as sg
+
+    with sg.reference_mode(False):
+        yield

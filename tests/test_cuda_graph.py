@@ -16,6 +16,10 @@ from scratchgan import backend, nn, optim
 from scratchgan.accel import cuda_graph, kernels
 from scratchgan.gan import losses
 
+# the CUDA-graph support is an acceleration (scratchgan/accel): these tests run with the accelerations on, also under
+# SCRATCHGAN_REFERENCE=1, where capturing Adam's definition is refused (test_gpu_ops.py)
+pytestmark = pytest.mark.usefixtures("accelerations_on")
+
 needs_gpu = pytest.mark.skipif(not sg.cupy_available(), reason="needs CuPy and a GPU")
 
 
@@ -231,6 +235,17 @@ def test_lr_set_between_replays_reaches_the_graph(cupy_backend):
     after = [cp.asnumpy(p.data) for p in list(G.parameters()) + list(D.parameters())]
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_gpu
+def test_capturing_adams_definition_in_reference_mode_is_refused(cupy_backend):
+    """Reference mode runs Adam's definition, whose step count and learning rate live on the host: a graph
+    would replay the captured ones, so the capture is refused with what to do (and no step is half-recorded)."""
+    G, D, opt_g, opt_d = _tiny_gan(1)
+    real, z_d, z_g = sg.zeros((8, 6)), sg.zeros((8, 4)), sg.zeros((8, 4))
+    with sg.reference_mode():
+        with pytest.raises(RuntimeError, match="Adam in reference mode .* capture the step outside reference mode"):
+            cuda_graph.capture(_make_step(G, D, opt_g, opt_d, real, z_d, z_g), warmup=1)
 
 
 @needs_gpu

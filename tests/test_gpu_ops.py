@@ -138,7 +138,7 @@ def test_cross_entropy_loss_checks_device_labels_with_one_read_and_means_without
 # --------------------------------------------------------------------------- fault 6: bounded conv memory
 
 
-def test_gpu_convolution_works_in_bounded_memory_at_batch_256(cupy):
+def test_gpu_convolution_works_in_bounded_memory_at_batch_256(cupy, accelerations_on):
     """The input and kernel of DCGAN's 64 -> 128 layer (4x4, stride 2, padding 1, 32x32 inputs) at batch 256.
 
     Its column matrix would be 256 MiB (kh·kw/s² = 4 times the 64 MiB input,
@@ -289,7 +289,7 @@ def test_adam_state_dict_reads_each_parameters_device_step_count(cupy):
 # --------------------------------------------------------------------------- the ops' fused kernels (issue 24)
 
 
-def test_the_ops_fused_kernels_run_and_equal_the_definitions(cupy, monkeypatch):
+def test_the_ops_fused_kernels_run_and_equal_the_definitions(cupy, monkeypatch, accelerations_on):
     """linear_relu's bias-and-ReLU kernel (accel/cupy_kernels.py) and ReLU's masked-gradient kernel
     (accel/first_order.py) run on CuPy, give the definitions' bits, and not in reference mode."""
     from scratchgan.accel import kernels

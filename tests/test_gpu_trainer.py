@@ -292,7 +292,7 @@ CAPTURED = ["gan", "wgan", "wgan-gp", "hinge", "rasgan", "r1", "dragan", "pack",
 
 
 @pytest.mark.parametrize("case", CAPTURED)
-def test_a_captured_step_replays_what_eager_steps_do(tmp_path, cupy, case):
+def test_a_captured_step_replays_what_eager_steps_do(tmp_path, cupy, case, accelerations_on):
     """warmup + capture + replays == as many eager steps, bit for bit (the device stream advances in the graph)."""
     c = config(tmp_path, **STEPS[case], lr_decay="none")
     graphed, eager = Trainer(c, tmp_path / "graphed"), Trainer(c, tmp_path / "eager")

@@ -125,7 +125,7 @@ def _train(steps, seed=0):
 
 
 @needs_cache
-def test_training_with_every_array_cached_is_bit_identical_to_training_without(monkeypatch):
+def test_training_with_every_array_cached_is_bit_identical_to_training_without(monkeypatch, accelerations_on):
     """With MIN_BYTES = 0 every op output of the step goes through the cache: reusing an array that
     something still read would change the numbers."""
     monkeypatch.setattr(memory, "MIN_BYTES", 1 << 62)
@@ -150,7 +150,7 @@ _CACHED_OPS = [
 
 @needs_cache
 @pytest.mark.parametrize("name,op,backward", _CACHED_OPS, ids=[c[0] for c in _CACHED_OPS])
-def test_the_ops_take_large_arrays_from_the_cache_except_in_reference_mode(name, op, backward):
+def test_the_ops_take_large_arrays_from_the_cache_except_in_reference_mode(name, op, backward, accelerations_on):
     """The ops reach the cache through their registered accelerations only: reference mode runs the
     definitions, which allocate with the backend; the values are the same."""
     x = sg.Tensor(np.random.default_rng(0).standard_normal(BIG, dtype=np.float32), requires_grad=True)

@@ -277,7 +277,7 @@ def _one_case(spec: OpSpec):
 
 
 @pytest.mark.parametrize("entry", OP_ACCELERATIONS, ids=lambda e: f"{e.op}-{e.kind}-{e.fast.__name__}")
-def test_reference_mode_turns_each_acceleration_off(entry, monkeypatch):
+def test_reference_mode_turns_each_acceleration_off(entry, monkeypatch, accelerations_on):
     """Each registered function runs when its ops run (forward, backward, double backward), except in
     reference mode; with the array cache on for every size, so that its branches are the ones taken."""
     calls = []

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..accel import optim_kernels
-from ..autograd.fastpath import fast_or, register_forward
+from .. import backend
+from ..autograd.fastpath import fast_or, is_reference_mode, register_forward
 from ..backend.validate import boolean, number
 from . import rules
 from .optimizer import Optimizer
@@ -148,6 +149,11 @@ class Adam(Optimizer):
     def _update_group(self, group, hyper: dict, updates) -> None:
         # the definition, or its acceleration (scratchgan.accel.optim_kernels): no temporaries on NumPy; on CuPy one
         # fused kernel per parameter, reading t and lr from GPU memory so that a captured CUDA graph replays right
+        if is_reference_mode() and backend.is_capturing():
+            raise backend.CaptureError(
+                "Adam in reference mode (SCRATCHGAN_REFERENCE=1 or scratchgan.reference_mode()) runs its definition, "
+                "which keeps the step count and learning rate on the host: a CUDA graph would replay the values of "
+                "its capture at every replay; capture the step outside reference mode")
         fast_or(rules.adam_group)(group, hyper, updates)
 
     def state_dict(self) -> dict:
