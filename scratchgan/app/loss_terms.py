@@ -33,6 +33,11 @@ def pack_rows(x: Tensor, pack: int) -> Tensor:
     return x if pack == 1 else x.reshape(x.shape[0] // pack, x.shape[1] * pack)
 
 
+def unpack_rows(u: Tensor, pack: int) -> Tensor:
+    """The inverse of :func:`pack_rows`: (N / pack, pack * dim) -> (N, dim)."""
+    return u if pack == 1 else u.reshape(u.shape[0] * pack, u.shape[1] // pack)
+
+
 @dataclass
 class Step:
     """What the loss terms of one update see.
@@ -79,12 +84,12 @@ class Step:
         pack, D, labels = self.config.pack, self.D, self.real_labels
         if pack == 1:
             return (lambda x: D(x, labels)) if self.config.conditional else D
-        return lambda u: D(u.reshape(u.shape[0] * pack, u.shape[1] // pack), labels)
+        return lambda u: D(unpack_rows(u, pack), labels)
 
     def augmented_critic(self):
         """With DiffAugment, ``u -> D(T(u))`` on packed un-augmented reals, ``T`` the real batch's (for R1)."""
         critic, pack, T = self.packed_critic(), self.config.pack, self.real_augmentation
-        return lambda u: critic(self.packed(T(u.reshape(u.shape[0] * pack, u.shape[1] // pack))))
+        return lambda u: critic(self.packed(T(unpack_rows(u, pack))))
 
 
 # --------------------------------------------------------------------------- the adversarial objectives
